@@ -1,0 +1,3 @@
+from fchannel.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""The one exception hierarchy of fchannel.
+
+Every error the library raises on purpose is a :class:`ChannelError`, so a
+caller can catch the family with one ``except`` and a specific case with the
+subclass.  Messages name the thing at fault (a property, a file, a state) and
+the value that was wrong.
+"""
+from __future__ import annotations
+
+__all__ = [
+    "ChannelError",
+    "ChannelFullError",
+    "ChannelClosedError",
+    "ChannelLockedError",
+    "TransactionError",
+    "CorruptionError",
+    "ConfigError",
+]
+
+
+class ChannelError(Exception):
+    """Base class of every error raised by fchannel."""
+
+
+class ChannelFullError(ChannelError):
+    """No room: the channel stayed at capacity (or below the minimum free disk
+    space) for the whole ``keep_alive`` wait."""
+
+
+class ChannelClosedError(ChannelError):
+    """The channel was closed; open a new one to go on."""
+
+
+class ChannelLockedError(ChannelError):
+    """Another live process holds the channel's directories."""
+
+
+class TransactionError(ChannelError):
+    """The transaction state machine was misused (for example put after
+    commit), or the transaction capacity was exceeded."""
+
+
+class CorruptionError(ChannelError):
+    """Data on disk failed its checks and could not be recovered."""
+
+
+class ConfigError(ChannelError, ValueError):
+    """A setting or property has a wrong type, range or combination.
+
+    It is also a :class:`ValueError`, so generic validation code catches it.
+    """

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Set up (a virtualenv in .venv, the package built with its Cython extensions
+# and test dependencies) and run the whole test suite, then the core tests
+# again on the pure-Python twins.  Extra arguments go to both pytest runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e '.[test,agent]'
+export FCHANNEL_REQUIRE_EXTENSIONS=1
+.venv/bin/python -c 'import fchannel; assert fchannel.COMPILED, "compiled modules not loaded"'
+echo "== full suite, compiled build"
+.venv/bin/python -m pytest "$@"
+echo "== core suite, pure-Python twins (FCHANNEL_NO_EXTENSIONS=1)"
+unset FCHANNEL_REQUIRE_EXTENSIONS
+FCHANNEL_NO_EXTENSIONS=1 .venv/bin/python -m pytest tests/core "$@"
