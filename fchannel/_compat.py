@@ -32,7 +32,7 @@ if NO_EXTENSIONS:
     COMPILED = False
 else:
     try:
-        from fchannel import _core as core  # type: ignore[no-redef]
+        from fchannel import _core as core  # type: ignore[no-redef]  # noqa: F401
 
         COMPILED = True
     except ImportError as exc:
@@ -41,7 +41,6 @@ else:
                 "fchannel's compiled extensions are missing and FCHANNEL_REQUIRE_EXTENSIONS=1; "
                 "build them with `pip install .` (needs Cython and a C compiler)"
             ) from exc
-        from fchannel import _core_py as core
 
         COMPILED = False
 

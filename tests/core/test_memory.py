@@ -3,8 +3,7 @@ import time
 
 import pytest
 
-from fchannel import (ChannelClosedError, ChannelFullError, ConfigError, Event,
-                      MemoryChannel)
+from fchannel import ChannelClosedError, ChannelFullError, ConfigError, Event, MemoryChannel
 
 
 def ev(i):
