@@ -16,6 +16,10 @@ cflags = ["-O0", "-g"] if DEBUG else ["-O2"]
 extensions = [
     Extension("fchannel._core", ["fchannel/_core.pyx"],
               define_macros=macros, extra_compile_args=cflags),
+    Extension("fchannel.file._codec", ["fchannel/file/_codec.pyx"],
+              libraries=["z"], define_macros=macros, extra_compile_args=cflags),
+    Extension("fchannel.file._queue", ["fchannel/file/_queue.pyx"],
+              define_macros=macros, extra_compile_args=cflags),
 ]
 
 setup(

@@ -6,7 +6,7 @@ pure-Python twins.
   missing instead of falling back.
 
 ``COMPILED`` tells which one was loaded.  Nothing else in the package imports
-``_core``/``_core_py`` (or the other twins) directly.
+the compiled modules or their twins directly.
 """
 from __future__ import annotations
 
@@ -24,16 +24,28 @@ REQUIRE_EXTENSIONS = _flag("FCHANNEL_REQUIRE_EXTENSIONS")
 if NO_EXTENSIONS and REQUIRE_EXTENSIONS:
     raise ImportError("FCHANNEL_NO_EXTENSIONS and FCHANNEL_REQUIRE_EXTENSIONS are both set")
 
-core: ModuleType
+core: ModuleType   # Event, TransactionBase
+codec: ModuleType  # FileChannel record codec and log-file I/O
+queue: ModuleType  # FileChannel event queue
+
+
+def _load_pure() -> None:
+    global core, codec, queue
+    from fchannel import _core_py
+    from fchannel.file import _codec_py, _queue_py
+
+    core, codec, queue = _core_py, _codec_py, _queue_py
+
 
 if NO_EXTENSIONS:
-    from fchannel import _core_py as core
-
+    _load_pure()
     COMPILED = False
 else:
     try:
-        from fchannel import _core as core  # type: ignore[no-redef]  # noqa: F401
+        from fchannel import _core
+        from fchannel.file import _codec, _queue
 
+        core, codec, queue = _core, _codec, _queue
         COMPILED = True
     except ImportError as exc:
         if REQUIRE_EXTENSIONS:
@@ -41,7 +53,7 @@ else:
                 "fchannel's compiled extensions are missing and FCHANNEL_REQUIRE_EXTENSIONS=1; "
                 "build them with `pip install .` (needs Cython and a C compiler)"
             ) from exc
-
+        _load_pure()
         COMPILED = False
 
 IMPLEMENTATION = "compiled" if COMPILED else "pure"

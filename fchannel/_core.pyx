@@ -66,15 +66,12 @@ cdef bytes _check_body(object body):
         raise TypeError(f"Event body must be bytes-like, got {type(body).__name__}") from None
 
 
-@cython.final
 cdef class Event:
     """One unit of data: a byte body and a dict of string headers.
 
     ``Event(body, headers=None)``: *body* is any bytes-like object (kept as
     ``bytes``); *headers* is a mapping of str to str, copied.
     """
-    cdef public bytes _body
-    cdef public dict _headers
 
     def __cinit__(self, body=b"", headers=None):
         self._body = _check_body(body)
