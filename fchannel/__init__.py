@@ -20,6 +20,7 @@ from fchannel.errors import (
     TransactionError,
 )
 from fchannel.event import Event
+from fchannel.file.channel import FileChannel
 from fchannel.memory import MemoryChannel
 from fchannel.transaction import Transaction
 
@@ -34,6 +35,7 @@ __all__ = [
     "ConfigError",
     "CorruptionError",
     "Event",
+    "FileChannel",
     "MemoryChannel",
     "Transaction",
     "TransactionError",

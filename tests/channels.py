@@ -2,7 +2,7 @@
 transaction and semantics tests."""
 from __future__ import annotations
 
-from fchannel import MemoryChannel
+from fchannel import FileChannel, MemoryChannel
 
 
 def make_memory(tmp_path, **kw):
@@ -12,4 +12,13 @@ def make_memory(tmp_path, **kw):
     return MemoryChannel(**kw)
 
 
-FACTORIES = {"memory": make_memory}
+def make_file(tmp_path, **kw):
+    kw.setdefault("capacity", 1000)
+    kw.setdefault("transaction_capacity", 100)
+    kw.setdefault("keep_alive", 0.05)
+    kw.setdefault("minimum_required_space", 0)
+    kw.setdefault("checkpoint_interval", 3600)
+    return FileChannel(tmp_path / "checkpoint", [tmp_path / "data1", tmp_path / "data2"], **kw)
+
+
+FACTORIES = {"memory": make_memory, "file": make_file}

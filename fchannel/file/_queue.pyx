@@ -206,3 +206,29 @@ cdef class EventQueue:
             self.dirty[w] = 0
         self._head = head
         self._size = size
+
+
+def ring_refs(const int64_t[::1] slots, Py_ssize_t head, Py_ssize_t size):
+    """Per log file id, how many of the *size* pointers from *head* of a
+    checkpoint ring point into it."""
+    cdef Py_ssize_t cap = slots.shape[0], i, s
+    cdef int64_t fid, last = -1
+    cdef Py_ssize_t run = 0
+    cdef dict out = {}
+    if size < 0 or size > cap or (cap and not 0 <= head < cap):
+        raise ValueError(f"head={head} size={size} do not fit a ring of {cap} slots")
+    for i in range(size):
+        s = head + i
+        if s >= cap:
+            s -= cap
+        fid = slots[s] >> 32
+        if fid == last:
+            run += 1
+            continue
+        if run:
+            out[last] = out.get(last, 0) + run
+        last = fid
+        run = 1
+    if run:
+        out[last] = out.get(last, 0) + run
+    return out

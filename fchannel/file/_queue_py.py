@@ -120,3 +120,17 @@ class EventQueue:
         self._dirty = set()
         self._head = head
         self._size = size
+
+
+def ring_refs(slots, head: int, size: int) -> dict[int, int]:
+    """Per log file id, how many of the *size* pointers from *head* of a
+    checkpoint ring point into it."""
+    view = memoryview(slots).cast("B").cast("q") if not isinstance(slots, array) else slots
+    cap = len(view)
+    if size < 0 or size > cap or (cap and not 0 <= head < cap):
+        raise ValueError(f"head={head} size={size} do not fit a ring of {cap} slots")
+    out: dict[int, int] = {}
+    for i in range(size):
+        fid = view[(head + i) % cap] >> 32
+        out[fid] = out.get(fid, 0) + 1
+    return out

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0e\x66\x63hannel.proto\x12\rfchannel.file\"\x84\x03\n\x0e\x43heckpointMeta\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x16\n\x0ewrite_order_id\x18\x02 \x01(\x04\x12\x12\n\nqueue_size\x18\x03 \x01(\x04\x12\x12\n\nqueue_head\x18\x04 \x01(\x04\x12\x10\n\x08\x63\x61pacity\x18\x05 \x01(\x04\x12\x10\n\x08ring_crc\x18\x06 \x01(\r\x12<\n\x08log_refs\x18\x07 \x03(\x0b\x32*.fchannel.file.CheckpointMeta.LogRefsEntry\x12\x37\n\x05marks\x18\x08 \x03(\x0b\x32(.fchannel.file.CheckpointMeta.MarksEntry\x12\x17\n\x0f\x63reated_unix_ms\x18\t \x01(\x04\x12\x0f\n\x07log_ids\x18\n \x03(\x04\x1a.\n\x0cLogRefsEntry\x12\x0b\n\x03key\x18\x01 \x01(\x04\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a,\n\nMarksEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xb7\x01\n\x07LogMeta\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x0e\n\x06log_id\x18\x02 \x01(\x04\x12\x1b\n\x13\x63heckpoint_position\x18\x03 \x01(\x04\x12!\n\x19\x63heckpoint_write_order_id\x18\x04 \x01(\x04\x12\x1e\n\x16\x63reated_write_order_id\x18\x05 \x01(\x04\x12\x1b\n\x13last_write_order_id\x18\x06 \x01(\x04\x12\x0e\n\x06\x63losed\x18\x07 \x01(\x08\"?\n\x13InflightTransaction\x12\x16\n\x0etransaction_id\x18\x01 \x01(\x04\x12\x10\n\x08pointers\x18\x02 \x03(\x03\"\\\n\x08Inflight\x12\x16\n\x0ewrite_order_id\x18\x01 \x01(\x04\x12\x38\n\x0ctransactions\x18\x02 \x03(\x0b\x32\".fchannel.file.InflightTransactionb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0e\x66\x63hannel.proto\x12\rfchannel.file\"\xa1\x03\n\x0e\x43heckpointMeta\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x16\n\x0ewrite_order_id\x18\x02 \x01(\x04\x12\x12\n\nqueue_size\x18\x03 \x01(\x04\x12\x12\n\nqueue_head\x18\x04 \x01(\x04\x12\x10\n\x08\x63\x61pacity\x18\x05 \x01(\x04\x12\x10\n\x08ring_crc\x18\x06 \x01(\r\x12<\n\x08log_refs\x18\x07 \x03(\x0b\x32*.fchannel.file.CheckpointMeta.LogRefsEntry\x12\x37\n\x05marks\x18\x08 \x03(\x0b\x32(.fchannel.file.CheckpointMeta.MarksEntry\x12\x17\n\x0f\x63reated_unix_ms\x18\t \x01(\x04\x12\x0f\n\x07log_ids\x18\n \x03(\x04\x12\x1b\n\x13next_transaction_id\x18\x0b \x01(\x04\x1a.\n\x0cLogRefsEntry\x12\x0b\n\x03key\x18\x01 \x01(\x04\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a,\n\nMarksEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xb7\x01\n\x07LogMeta\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x0e\n\x06log_id\x18\x02 \x01(\x04\x12\x1b\n\x13\x63heckpoint_position\x18\x03 \x01(\x04\x12!\n\x19\x63heckpoint_write_order_id\x18\x04 \x01(\x04\x12\x1e\n\x16\x63reated_write_order_id\x18\x05 \x01(\x04\x12\x1b\n\x13last_write_order_id\x18\x06 \x01(\x04\x12\x0e\n\x06\x63losed\x18\x07 \x01(\x08\"?\n\x13InflightTransaction\x12\x16\n\x0etransaction_id\x18\x01 \x01(\x04\x12\x10\n\x08pointers\x18\x02 \x03(\x03\"\\\n\x08Inflight\x12\x16\n\x0ewrite_order_id\x18\x01 \x01(\x04\x12\x38\n\x0ctransactions\x18\x02 \x03(\x0b\x32\".fchannel.file.InflightTransactionb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,15 +36,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHECKPOINTMETA_MARKSENTRY']._loaded_options = None
   _globals['_CHECKPOINTMETA_MARKSENTRY']._serialized_options = b'8\001'
   _globals['_CHECKPOINTMETA']._serialized_start=34
-  _globals['_CHECKPOINTMETA']._serialized_end=422
-  _globals['_CHECKPOINTMETA_LOGREFSENTRY']._serialized_start=330
-  _globals['_CHECKPOINTMETA_LOGREFSENTRY']._serialized_end=376
-  _globals['_CHECKPOINTMETA_MARKSENTRY']._serialized_start=378
-  _globals['_CHECKPOINTMETA_MARKSENTRY']._serialized_end=422
-  _globals['_LOGMETA']._serialized_start=425
-  _globals['_LOGMETA']._serialized_end=608
-  _globals['_INFLIGHTTRANSACTION']._serialized_start=610
-  _globals['_INFLIGHTTRANSACTION']._serialized_end=673
-  _globals['_INFLIGHT']._serialized_start=675
-  _globals['_INFLIGHT']._serialized_end=767
+  _globals['_CHECKPOINTMETA']._serialized_end=451
+  _globals['_CHECKPOINTMETA_LOGREFSENTRY']._serialized_start=359
+  _globals['_CHECKPOINTMETA_LOGREFSENTRY']._serialized_end=405
+  _globals['_CHECKPOINTMETA_MARKSENTRY']._serialized_start=407
+  _globals['_CHECKPOINTMETA_MARKSENTRY']._serialized_end=451
+  _globals['_LOGMETA']._serialized_start=454
+  _globals['_LOGMETA']._serialized_end=637
+  _globals['_INFLIGHTTRANSACTION']._serialized_start=639
+  _globals['_INFLIGHTTRANSACTION']._serialized_end=702
+  _globals['_INFLIGHT']._serialized_start=704
+  _globals['_INFLIGHT']._serialized_end=796
 # @@protoc_insertion_point(module_scope)

@@ -11,7 +11,7 @@ def test_public_api_is_pinned():
     assert sorted(fchannel.__all__) == [
         "COMPILED", "ChannelClosedError", "ChannelError", "ChannelFullError",
         "ChannelLockedError", "ConfigError", "CorruptionError", "Event",
-        "MemoryChannel", "Transaction", "TransactionError", "__version__",
+        "FileChannel", "MemoryChannel", "Transaction", "TransactionError", "__version__",
     ]
     for name in fchannel.__all__:
         assert hasattr(fchannel, name), name

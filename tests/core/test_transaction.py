@@ -170,9 +170,9 @@ class TransactionRules(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
         import tempfile
-        self._dir = tempfile.TemporaryDirectory()
         from pathlib import Path
-        self.ch = FACTORIES[self.factory](Path(self._dir.name), capacity=50,
+        self._dir = tempfile.mkdtemp(prefix="fchannel-rules-")
+        self.ch = FACTORIES[self.factory](Path(self._dir), capacity=50,
                                           transaction_capacity=5)
         self.model = []      # committed queue contents
         self.tx = None
@@ -183,8 +183,9 @@ class TransactionRules(RuleBasedStateMachine):
         self.n = 0
 
     def teardown(self):
+        import shutil
         self.ch.close()
-        self._dir.cleanup()
+        shutil.rmtree(self._dir, ignore_errors=True)
 
     @rule()
     def new(self):
@@ -278,3 +279,12 @@ class TransactionRules(RuleBasedStateMachine):
 TransactionRules.TestCase.settings = settings(max_examples=60, stateful_step_count=30,
                                              deadline=None)
 test_transaction_rules_memory = TransactionRules.TestCase
+
+
+class FileTransactionRules(TransactionRules):
+    factory = "file"
+
+
+FileTransactionRules.TestCase.settings = settings(max_examples=25, stateful_step_count=30,
+                                                 deadline=None)
+test_transaction_rules_file = FileTransactionRules.TestCase

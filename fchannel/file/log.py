@@ -1,0 +1,430 @@
+"""Log files of the FileChannel: writing (with rolling and group commit),
+reading events by pointer, and the per-file ``.meta``.
+
+Policy lives here in Python; the byte loops (record framing, crc, pwrite,
+pread, fdatasync with the GIL released) are in the codec selected by
+``fchannel._compat``.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import re
+import struct
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from fchannel._compat import codec
+from fchannel.errors import ChannelError, ChannelFullError, CorruptionError
+from fchannel.file import format as F
+from fchannel.file import fchannel_pb2 as pb
+
+log = logging.getLogger("fchannel.file")
+
+_LOG_NAME = re.compile(r"^log-(\d+)$")
+_U32 = struct.Struct("<I")
+
+
+# ---- framed protobuf files -----------------------------------------------------
+def write_framed(path: str, magic: bytes, message, *, sync: bool = True) -> None:
+    """Write *message* framed (magic, length, crc) to *path* atomically."""
+    payload = message.SerializeToString()
+    data = F.FRAME.pack(magic, len(payload), codec.crc(payload)) + payload
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        codec.pwrite_all(fd, data, 0)
+        if sync:
+            codec.fdatasync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def read_framed(path: str, magic: bytes, message_type):
+    """Read a framed protobuf file; CorruptionError (naming the file and what
+    is wrong) if it is missing, truncated, or fails its crc."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise CorruptionError(f"{path}: missing") from None
+    except OSError as exc:
+        raise CorruptionError(f"{path}: unreadable ({exc})") from None
+    if len(data) < F.FRAME_SIZE:
+        raise CorruptionError(f"{path}: truncated ({len(data)} bytes)")
+    got_magic, length, crc = F.FRAME.unpack_from(data, 0)
+    if got_magic != magic:
+        raise CorruptionError(f"{path}: bad magic {got_magic!r}, expected {magic!r}")
+    payload = data[F.FRAME_SIZE:]
+    if len(payload) != length:
+        raise CorruptionError(f"{path}: length field says {length} bytes, file has {len(payload)}")
+    if codec.crc(payload) != crc:
+        raise CorruptionError(f"{path}: checksum mismatch")
+    msg = message_type()
+    try:
+        msg.ParseFromString(payload)
+    except Exception as exc:  # protobuf raises DecodeError and others
+        raise CorruptionError(f"{path}: cannot parse ({exc})") from None
+    return msg
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ---- log file headers ------------------------------------------------------------
+def encode_log_header(file_id: int, created_woid: int) -> bytes:
+    head = F.LOG_HEADER.pack(F.LOG_MAGIC, F.LOG_VERSION, 0, file_id, created_woid, 0, 0)
+    crc = codec.crc(head[:24])
+    return F.LOG_HEADER.pack(F.LOG_MAGIC, F.LOG_VERSION, 0, file_id, created_woid, crc, 0)
+
+
+def decode_log_header(data: bytes, path: str = "log") -> tuple[int, int]:
+    """``(file_id, created_woid)``; CorruptionError if damaged."""
+    if len(data) < F.LOG_HEADER_SIZE:
+        raise CorruptionError(f"{path}: header truncated ({len(data)} bytes)")
+    magic, version, _r, file_id, created, crc, _r2 = F.LOG_HEADER.unpack_from(data, 0)
+    if magic != F.LOG_MAGIC:
+        raise CorruptionError(f"{path}: bad magic {magic!r}")
+    if codec.crc(data[:24]) != crc:
+        raise CorruptionError(f"{path}: header checksum mismatch")
+    if version != F.LOG_VERSION:
+        raise CorruptionError(f"{path}: unsupported log version {version}")
+    return file_id, created
+
+
+def log_path(data_dir: str, file_id: int) -> str:
+    return os.path.join(data_dir, f"{F.LOG_PREFIX}{file_id}")
+
+
+def list_logs(data_dirs: Iterable[str]) -> list[tuple[int, int, str]]:
+    """``(file_id, dir_index, path)`` of every log file, by id."""
+    out = []
+    for i, d in enumerate(data_dirs):
+        try:
+            names = os.listdir(d)
+        except FileNotFoundError:
+            continue
+        for name in names:
+            m = _LOG_NAME.match(name)
+            if m:
+                out.append((int(m.group(1)), i, os.path.join(d, name)))
+    out.sort()
+    return out
+
+
+@dataclass
+class LogFile:
+    """What the channel knows of one log file."""
+
+    file_id: int
+    dir_index: int
+    path: str
+    created_woid: int
+    last_woid: int          # highest write-order id known to be in the file
+    closed: bool            # nothing more will be appended
+    ckpt_position: int = F.LOG_HEADER_SIZE
+    ckpt_woid: int = 0
+
+    @property
+    def meta_path(self) -> str:
+        return self.path + F.META_SUFFIX
+
+    def write_meta(self) -> None:
+        write_framed(self.meta_path, F.LOG_META_MAGIC, pb.LogMeta(
+            version=1, log_id=self.file_id, checkpoint_position=self.ckpt_position,
+            checkpoint_write_order_id=self.ckpt_woid, created_write_order_id=self.created_woid,
+            last_write_order_id=self.last_woid, closed=self.closed))
+
+
+def read_log_meta(path: str, file_id: int):
+    meta = read_framed(path + F.META_SUFFIX, F.LOG_META_MAGIC, pb.LogMeta)
+    if meta.log_id != file_id:
+        raise CorruptionError(f"{path}.meta: names log {meta.log_id}, expected {file_id}")
+    return meta
+
+
+class _Writer:
+    """The file a data directory currently appends to, with group commit."""
+
+    def __init__(self, info: LogFile, fd: int, offset: int) -> None:
+        self.info = info
+        self.fd = fd
+        self.offset = offset          # next write position
+        self.synced = offset          # everything before it is on disk
+        self.syncing = False
+        self.cond = threading.Condition(threading.Lock())
+
+
+class Log:
+    """All log files of one channel.
+
+    ``lock`` serialises the assignment of write-order ids with the writes, so
+    the order of records in each file is the order of their ids, and one
+    checkpoint boundary (a write-order id) splits every file in two.
+    """
+
+    def __init__(self, data_dirs: list[str], max_file_size: int,
+                 minimum_required_space: int, name: str) -> None:
+        self.data_dirs = data_dirs
+        self.max_file_size = max_file_size
+        self.minimum_required_space = minimum_required_space
+        self.name = name
+        self.lock = threading.Lock()
+        self.next_woid = 1
+        self.next_file_id = 1
+        self.files: dict[int, LogFile] = {}
+        self.writers: list[_Writer | None] = [None] * len(data_dirs)
+        self._readers: dict[int, int] = {}
+        self._readers_lock = threading.Lock()
+        self.bytes_written = 0
+        self.syncs = 0
+
+    # ---- opening --------------------------------------------------------------
+    def start_writers(self) -> None:
+        with self.lock:
+            for i in range(len(self.data_dirs)):
+                self._roll(i, self.next_woid)
+
+    def _roll(self, i: int, next_woid: int) -> _Writer:
+        """Close dir *i*'s current file (synced) and start a new one whose
+        first record will have write-order id *next_woid* or more."""
+        old = self.writers[i]
+        if old is not None:
+            codec.fdatasync(old.fd)
+            old.info.closed = True
+            try:
+                old.info.write_meta()
+            except OSError as exc:  # the meta is an accelerator; replay copes without
+                log.warning("%s: cannot write %s: %s", self.name, old.info.meta_path, exc)
+            self._adopt_reader(old.info.file_id, old.fd)
+        file_id = self.next_file_id
+        if file_id > F.MAX_FILE_ID:
+            raise ChannelError(f"log file ids exhausted ({file_id})")
+        self.next_file_id += 1
+        path = log_path(self.data_dirs[i], file_id)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            header = encode_log_header(file_id, next_woid)
+            codec.pwrite_all(fd, header, 0)
+            codec.fdatasync(fd)
+            fsync_dir(self.data_dirs[i])
+        except BaseException:
+            os.close(fd)
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+            raise
+        info = LogFile(file_id, i, path, created_woid=next_woid,
+                       last_woid=next_woid - 1, closed=False,
+                       ckpt_position=F.LOG_HEADER_SIZE, ckpt_woid=0)
+        self.files[file_id] = info
+        w = _Writer(info, fd, F.LOG_HEADER_SIZE)
+        self.writers[i] = w
+        return w
+
+    def _adopt_reader(self, file_id: int, fd: int) -> None:
+        with self._readers_lock:
+            old = self._readers.pop(file_id, None)
+            self._readers[file_id] = fd
+        if old is not None and old != fd:
+            os.close(old)
+
+    # ---- writing ----------------------------------------------------------------
+    def check_space(self, i: int, nbytes: int) -> None:
+        if self.minimum_required_space <= 0:
+            return
+        st = os.statvfs(self.data_dirs[i])
+        free = st.f_bavail * st.f_frsize
+        if free - nbytes < self.minimum_required_space:
+            raise ChannelFullError(
+                f"channel {self.name!r}: data dir {self.data_dirs[i]!r} has {free} bytes free, "
+                f"below minimum_required_space={self.minimum_required_space} after writing "
+                f"{nbytes} bytes; free some space (nothing was lost)")
+
+    def write(self, i: int, buf: bytearray, starts: list[int] | None) -> tuple[list[int], int, int]:
+        """Append the records in *buf* to data dir *i*.
+
+        Gives them consecutive write-order ids, splits them across files when
+        the current one would pass max_file_size (never splitting a record),
+        and returns ``(pointers of the records at starts, file id, end
+        offset)``; the last two say how far the last file must be synced.
+        Caller holds ``self.lock``.
+        """
+        first = self.next_woid
+        nxt = codec.finalize(buf, 0, first)
+        self.next_woid = nxt
+        w = self.writers[i]
+        assert w is not None
+        pointers: list[int] = []
+        total = len(buf)
+        pos = 0
+        done = 0  # records written so far
+        si = 0
+        while pos < total:
+            room = self.max_file_size - w.offset
+            if total - pos <= room:
+                end, count = total, (nxt - first) - done
+            else:
+                end, count = self._split_point(buf, pos, room)
+                if count == 0:
+                    if w.offset == F.LOG_HEADER_SIZE:
+                        raise ChannelError(
+                            f"a record of {_U32.unpack_from(buf, pos + 4)[0]} bytes does not fit "
+                            f"in max_file_size={self.max_file_size}")
+                    w = self._roll(i, first + done)
+                    continue
+            self._pwrite(w, memoryview(buf)[pos:end])
+            base = F.make_pointer(w.info.file_id, w.offset - (end - pos)) - pos
+            if starts is not None:
+                while si < len(starts) and starts[si] < end:
+                    pointers.append(base + starts[si])
+                    si += 1
+            done += count
+            w.info.last_woid = first + done - 1
+            pos = end
+        return pointers, w.info.file_id, w.offset
+
+    @staticmethod
+    def _split_point(buf: bytearray, pos: int, room: int) -> tuple[int, int]:
+        """End and count of the whole records from *pos* that fit in *room*."""
+        end = pos
+        count = 0
+        total = len(buf)
+        while end < total:
+            length = _U32.unpack_from(buf, end + 4)[0]
+            if end + length - pos > room:
+                break
+            end += length
+            count += 1
+        return end, count
+
+    def _pwrite(self, w: _Writer, data) -> None:
+        try:
+            codec.pwrite_all(w.fd, data, w.offset)
+        except OSError as exc:
+            # cut the partial write off so the file stays a clean sequence of records
+            try:
+                os.ftruncate(w.fd, w.offset)
+            except OSError:
+                pass
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise ChannelFullError(
+                    f"channel {self.name!r}: no space left in {self.data_dirs[w.info.dir_index]!r} "
+                    f"({exc.strerror}); nothing committed was lost") from exc
+            raise ChannelError(f"channel {self.name!r}: write to {w.info.path} failed: {exc}") from exc
+        w.offset += len(data)
+        self.bytes_written += len(data)
+
+    # ---- syncing -------------------------------------------------------------------
+    def sync(self, file_id: int, offset: int) -> None:
+        """Return once ``file_id`` is on disk up to *offset*.  Concurrent callers
+        share one fdatasync (group commit)."""
+        for w in self.writers:
+            if w is not None and w.info.file_id == file_id:
+                break
+        else:
+            return  # rolled: synced when it was closed
+        with w.cond:
+            while w.synced < offset:
+                if w.syncing:
+                    w.cond.wait()
+                    continue
+                w.syncing = True
+                target = w.offset
+                w.cond.release()
+                try:
+                    codec.fdatasync(w.fd)
+                    self.syncs += 1
+                finally:
+                    w.cond.acquire()
+                    w.syncing = False
+                    w.cond.notify_all()
+                w.synced = max(w.synced, target)
+
+    def sync_all(self) -> None:
+        for w in list(self.writers):
+            if w is not None:
+                self.sync(w.info.file_id, w.offset)
+
+    # ---- reading ----------------------------------------------------------------------
+    def _reader(self, file_id: int) -> int | None:
+        with self._readers_lock:
+            fd = self._readers.get(file_id)
+            if fd is not None:
+                return fd
+            for w in self.writers:
+                if w is not None and w.info.file_id == file_id:
+                    return w.fd
+            info = self.files.get(file_id)
+            if info is None:
+                return None
+            try:
+                fd = os.open(info.path, os.O_RDONLY)
+            except OSError:
+                return None
+            self._readers[file_id] = fd
+            return fd
+
+    def read(self, pointers: list[int]) -> list:
+        """The Events at *pointers*, None where a record is damaged or gone."""
+        out: list = [None] * len(pointers)
+        by_file: dict[int, list[int]] = {}
+        for idx, p in enumerate(pointers):
+            by_file.setdefault(p >> 32, []).append(idx)
+        for fid, idxs in by_file.items():
+            fd = self._reader(fid)
+            if fd is None:
+                continue
+            events = codec.read_events(fd, [pointers[j] & 0xFFFFFFFF for j in idxs])
+            for j, e in zip(idxs, events):
+                out[j] = e
+        return out
+
+    # ---- garbage collection and closing ---------------------------------------------------
+    def current_ids(self) -> set[int]:
+        return {w.info.file_id for w in self.writers if w is not None}
+
+    def delete(self, file_id: int) -> None:
+        info = self.files.pop(file_id, None)
+        with self._readers_lock:
+            fd = self._readers.pop(file_id, None)
+        if fd is not None:
+            os.close(fd)
+        if info is None:
+            return
+        for path in (info.path, info.meta_path):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+    def close(self) -> None:
+        with self.lock:
+            for i, w in enumerate(self.writers):
+                if w is None:
+                    continue
+                try:
+                    codec.fdatasync(w.fd)
+                    w.info.closed = True
+                    w.info.write_meta()
+                except OSError as exc:
+                    log.warning("%s: closing %s: %s", self.name, w.info.path, exc)
+                os.close(w.fd)
+                self.writers[i] = None
+            with self._readers_lock:
+                fds = list(self._readers.values())
+                self._readers.clear()
+            for fd in fds:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass

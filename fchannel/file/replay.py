@@ -1,0 +1,258 @@
+"""Replay: rebuild the event queue from a checkpoint and the log records
+written after it (or from all logs when there is no usable checkpoint).
+
+Rules (docs/FORMAT.md, "Replay"):
+
+- records are applied in write-order id order across all data directories;
+  with a checkpoint at id W only records with an id above W are applied;
+- a put is pending until its transaction's commit appends it to the tail;
+  a commit of takes removes the taken events; a rollback drops the pending
+  records; a transaction with no commit is as if it never happened;
+- events taken by transactions that were open at the checkpoint (the
+  in-flight takes) go back to the head, in order, unless their commit follows;
+- a damaged record is skipped and reported; a damaged tail (nothing valid
+  after it: the normal result of a crash) is cut off.
+"""
+from __future__ import annotations
+
+import heapq
+import logging
+import mmap
+import os
+import time
+from dataclasses import dataclass, field
+
+from fchannel._compat import codec
+from fchannel.errors import ChannelError, CorruptionError
+from fchannel.file import format as F
+from fchannel.file.checkpoint import LoadedCheckpoint
+from fchannel.file.log import Log, LogFile, decode_log_header, list_logs, read_log_meta
+
+log = logging.getLogger("fchannel.file")
+
+
+@dataclass
+class Damage:
+    path: str
+    start: int
+    end: int
+    kind: str           # "corrupt" record(s), damaged "tail", "torn" tail, "header", "meta"
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.kind} at bytes {self.start}..{self.end} {self.detail}".rstrip()
+
+
+@dataclass
+class ReplayResult:
+    mode: str
+    records: int = 0
+    events: int = 0
+    seconds: float = 0.0
+    marks: dict[str, int] = field(default_factory=dict)
+    damage: list[Damage] = field(default_factory=list)
+    torn_tails: int = 0
+    unmatched_takes: int = 0
+    max_txn_id: int = 0
+
+    @property
+    def corrupt(self) -> list[Damage]:
+        return [d for d in self.damage if d.kind != "torn"]
+
+
+def _scan_file(fid: int, di: int, path: str, ckpt_woid: int, have_ckpt: bool,
+               result: ReplayResult):
+    """Register the file and return ``(info, records, mmap)`` (records None
+    when nothing after the checkpoint can be in it)."""
+    meta = None
+    if os.path.exists(path + F.META_SUFFIX):
+        try:
+            meta = read_log_meta(path, fid)
+        except CorruptionError as exc:
+            result.damage.append(Damage(path + F.META_SUFFIX, 0, 0, "meta", str(exc)))
+    size = os.path.getsize(path)
+    created = None
+    with open(path, "rb") as f:
+        header = f.read(F.LOG_HEADER_SIZE)
+    try:
+        hid, created = decode_log_header(header, path)
+        if hid != fid:
+            raise CorruptionError(f"{path}: header names log {hid}")
+    except CorruptionError as exc:
+        if size >= F.LOG_HEADER_SIZE or meta is not None:
+            result.damage.append(Damage(path, 0, F.LOG_HEADER_SIZE, "header", str(exc)))
+        else:  # created and never finished: a crash while rolling
+            result.damage.append(Damage(path, 0, size, "torn", "(empty log)"))
+            result.torn_tails += 1
+    if created is None:
+        created = meta.created_write_order_id if meta is not None else 0
+    info = LogFile(fid, di, path, created_woid=created,
+                   last_woid=meta.last_write_order_id if meta is not None else 0, closed=True)
+    if meta is not None:
+        info.ckpt_position = meta.checkpoint_position
+        info.ckpt_woid = meta.checkpoint_write_order_id
+    start = F.LOG_HEADER_SIZE
+    if have_ckpt and meta is not None:
+        if meta.closed and meta.last_write_order_id <= ckpt_woid:
+            return info, None, None
+        if meta.checkpoint_write_order_id == ckpt_woid and \
+                F.LOG_HEADER_SIZE <= meta.checkpoint_position <= size:
+            start = meta.checkpoint_position
+    if size <= start:
+        return info, None, None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        mm = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+    finally:
+        os.close(fd)
+    recs, _good_end, damage = codec.scan(mm, start)
+    for dstart, dend, kind in damage:
+        if kind == "tail" and not (meta is not None and meta.closed):
+            result.damage.append(Damage(path, dstart, dend, "torn", "(cut off)"))
+            result.torn_tails += 1
+        else:
+            result.damage.append(Damage(path, dstart, dend, "corrupt" if kind == "corrupt"
+                                        else "tail", "(skipped)"))
+    if len(recs):
+        info.last_woid = max(info.last_woid, recs[len(recs) - 3])
+        if created == 0 or created > recs[2]:
+            info.created_woid = min(created or recs[2], recs[2])
+    return info, recs, mm
+
+
+def replay(lg: Log, queue, ckpt: LoadedCheckpoint | None, *, fast: bool, mode: str,
+           name: str) -> ReplayResult:
+    """Fill *queue* (already loaded from *ckpt* if there is one) and register
+    every log file in *lg*; set lg.next_woid and lg.next_file_id."""
+    t0 = time.monotonic()
+    result = ReplayResult(mode=mode)
+    woid_floor = ckpt.write_order_id if ckpt is not None else 0
+    max_woid = woid_floor
+    max_fid = 0
+    streams: list[tuple[int, object]] = []
+    maps: dict[int, mmap.mmap] = {}
+    try:
+        for fid, di, path in list_logs(lg.data_dirs):
+            max_fid = max(max_fid, fid)
+            info, recs, mm = _scan_file(fid, di, path, woid_floor, ckpt is not None, result)
+            lg.files[fid] = info
+            max_woid = max(max_woid, info.last_woid)
+            if recs is not None and len(recs):
+                streams.append((fid, recs))
+                maps[fid] = mm  # type: ignore[assignment]
+            elif mm is not None:
+                mm.close()
+        _apply(streams, maps, queue, ckpt, woid_floor, fast, result)
+    finally:
+        for mm in maps.values():
+            mm.close()
+    for d in result.damage:
+        if d.kind == "torn":
+            log.info("%s: %s", name, d)
+        else:
+            log.warning("%s: damaged data skipped: %s", name, d)
+    lg.next_woid = max_woid + 1
+    lg.next_file_id = max_fid + 1
+    result.events = queue.size
+    result.seconds = time.monotonic() - t0
+    return result
+
+
+def _ordered(streams):
+    """Yield ``(fid, recs, index)`` in write-order id order across files.
+    Files whose id ranges do not overlap are read one after the other."""
+    spans = sorted((recs[2], recs[len(recs) - 3], fid, recs) for fid, recs in streams)
+    overlap = any(spans[k][1] > spans[k + 1][0] for k in range(len(spans) - 1))
+    if not overlap:
+        for _first, _last, fid, recs in spans:
+            for i in range(0, len(recs), 5):
+                yield fid, recs, i
+        return
+
+    def walk(fid, recs):
+        for i in range(0, len(recs), 5):
+            yield recs[i + 2], fid, i
+
+    by_fid = {fid: recs for _f, _l, fid, recs in spans}
+    for _w, fid, i in heapq.merge(*(walk(fid, recs) for _f, _l, fid, recs in spans)):
+        yield fid, by_fid[fid], i
+
+
+def _apply(streams, maps, queue, ckpt, woid_floor, fast, result) -> None:
+    pending_puts: dict[int, list[int]] = {}
+    pending_takes: dict[int, list[int]] = {}
+    ckpt_takes: dict[int, list[int]] = {}
+    marks: dict[str, int] = {}
+    if ckpt is not None:
+        for txn, ptrs in ckpt.inflight_puts.items():
+            pending_puts[txn] = list(ptrs)
+        ckpt_takes = {txn: list(ptrs) for txn, ptrs in ckpt.inflight_takes.items()}
+        marks.update(ckpt.marks)
+    alive: dict[int, None] | None = {} if fast and ckpt is None else None
+    n = 0
+    unmatched = 0
+    max_txn = max([*pending_puts, *ckpt_takes, 0])
+    for fid, recs, i in _ordered(streams):
+        txn = recs[i + 1]
+        if txn > max_txn:
+            max_txn = txn
+        woid = recs[i + 2]
+        if woid <= woid_floor:
+            continue
+        n += 1
+        rtype = recs[i]
+        if rtype == F.REC_PUT:
+            ptrs = pending_puts.get(txn)
+            if ptrs is None:
+                pending_puts[txn] = [(fid << 32) | recs[i + 3]]
+            else:
+                ptrs.append((fid << 32) | recs[i + 3])
+        elif rtype == F.REC_TAKE:
+            pending_takes.setdefault(txn, []).append(recs[i + 4])
+        elif rtype == F.REC_COMMIT:
+            aux = recs[i + 4]
+            if aux >> 8:
+                try:
+                    marks.update(codec.decode_record(maps[fid], recs[i + 3])[4][2])
+                except CorruptionError:  # pragma: no cover - scan validated it
+                    pass
+            if (aux & 0xFF) == F.COMMIT_PUTS:
+                ptrs = pending_puts.pop(txn, None)
+                if ptrs:
+                    if alive is not None:
+                        alive.update(dict.fromkeys(ptrs))
+                    else:
+                        try:
+                            queue.add_tail(ptrs)
+                        except OverflowError:
+                            raise ChannelError(
+                                f"the logs hold more committed events than capacity="
+                                f"{queue.capacity}; reopen with a larger capacity") from None
+            else:
+                taken = pending_takes.pop(txn, ())
+                held = set(ckpt_takes.pop(txn, ()))
+                for p in taken:
+                    if p in held:
+                        continue
+                    if alive is not None:
+                        if alive.pop(p, 0) is not None:
+                            unmatched += 1
+                    elif not queue.remove(p):
+                        unmatched += 1
+        elif rtype == F.REC_ROLLBACK:
+            pending_puts.pop(txn, None)
+            pending_takes.pop(txn, None)
+            ckpt_takes.pop(txn, None)
+    if alive is not None:
+        if len(alive) > queue.capacity:
+            raise ChannelError(f"the logs hold {len(alive)} committed events, more than "
+                               f"capacity={queue.capacity}; reopen with a larger capacity")
+        queue.add_tail(list(alive))
+    # takes that were open at the checkpoint and never committed come back
+    back = [p for ptrs in ckpt_takes.values() for p in ptrs]
+    if back:
+        queue.add_head(back)
+    result.records = n
+    result.unmatched_takes = unmatched
+    result.max_txn_id = max_txn
+    result.marks = marks
