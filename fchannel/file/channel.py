@@ -21,7 +21,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fchannel._compat import codec, queue as _queue_mod
+from fchannel._compat import codec
+from fchannel._compat import queue as _queue_mod
 from fchannel._config import Prop, as_bool, as_float, as_int, kwargs_from_properties
 from fchannel.errors import (
     ChannelClosedError,

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from fchannel._compat import codec
 from fchannel.errors import ChannelError, ChannelFullError, CorruptionError
-from fchannel.file import format as F
 from fchannel.file import fchannel_pb2 as pb
+from fchannel.file import format as F
 
 log = logging.getLogger("fchannel.file")
 
