@@ -6,8 +6,15 @@ import time
 
 import pytest
 
-from fchannel import (ChannelError, ChannelFullError, ChannelLockedError, ConfigError,
-                      Event, FileChannel, TransactionError)
+from fchannel import (
+    ChannelError,
+    ChannelFullError,
+    ChannelLockedError,
+    ConfigError,
+    Event,
+    FileChannel,
+    TransactionError,
+)
 from fchannel.file import format as F
 from tests.helpers import Child
 
