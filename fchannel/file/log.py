@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from fchannel._compat import codec
+from fchannel._compat import codec, queue
 from fchannel.errors import ChannelError, ChannelFullError, CorruptionError
 from fchannel.file import fchannel_pb2 as pb
 from fchannel.file import format as F
@@ -284,10 +284,13 @@ class Log:
                     continue
             self._pwrite(w, memoryview(buf)[pos:end])
             base = F.make_pointer(w.info.file_id, w.offset - (end - pos)) - pos
-            if starts is not None:
-                while si < len(starts) and starts[si] < end:
-                    pointers.append(base + starts[si])
-                    si += 1
+            if starts:
+                if pos == 0 and end == total:   # the usual case: all in one file
+                    pointers = [base + st for st in starts]
+                else:
+                    while si < len(starts) and starts[si] < end:
+                        pointers.append(base + starts[si])
+                        si += 1
             done += count
             w.info.last_woid = first + done - 1
             pos = end
@@ -376,6 +379,10 @@ class Log:
 
     def read(self, pointers: list[int]) -> list:
         """The Events at *pointers*, None where a record is damaged or gone."""
+        fid = queue.common_file(pointers)
+        if fid >= 0:   # the usual case: one batch, one file
+            fd = self._reader(fid)
+            return codec.read_events(fd, pointers) if fd is not None else [None] * len(pointers)
         out: list = [None] * len(pointers)
         by_file: dict[int, list[int]] = {}
         for idx, p in enumerate(pointers):
@@ -384,7 +391,7 @@ class Log:
             fd = self._reader(fid)
             if fd is None:
                 continue
-            events = codec.read_events(fd, [pointers[j] & 0xFFFFFFFF for j in idxs])
+            events = codec.read_events(fd, [pointers[j] for j in idxs])
             for j, e in zip(idxs, events):
                 out[j] = e
         return out
