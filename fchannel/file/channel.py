@@ -312,7 +312,7 @@ class FileChannel:
         self._gate = _Gate()
         self._ckpt_mutex = threading.Lock()
         self._txn_ids = _TxnIds(max(self._replay.max_txn_id, ckpt.next_txn_id if ckpt else 0))
-        self._counters = collections.Counter()
+        self._counters: collections.Counter[str] = collections.Counter()
         self._last_checkpoint: dict[str, Any] = {}
         self._open_seconds = time.monotonic() - t0
         self._need_checkpoint = ckpt is None or self._replay.records > 0
