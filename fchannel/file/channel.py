@@ -24,6 +24,7 @@ from typing import Any
 from fchannel._compat import codec
 from fchannel._compat import queue as _queue_mod
 from fchannel._config import Prop, as_bool, as_float, as_int, kwargs_from_properties
+from fchannel.aio import AsyncTransaction
 from fchannel.errors import (
     ChannelClosedError,
     ChannelError,
@@ -367,6 +368,11 @@ class FileChannel:
     def transaction(self) -> FileTransaction:
         self._check_open()
         return FileTransaction(self, self._txn_ids.next())
+
+    def atransaction(self, executor: Any = None) -> AsyncTransaction:
+        """The asyncio face: ``async with ch.atransaction() as tx: await tx.put(e)``;
+        blocking steps run in *executor* (default: the loop's)."""
+        return AsyncTransaction(self.transaction(), executor)
 
     @property
     def size(self) -> int:
