@@ -622,22 +622,27 @@ class FileChannel:
                     raise
                 woid = self._log.next_woid - 1
                 self._tickets.append(woid)
+            synced = False
             try:
                 if self._fsync_per_transaction:
                     self._log.sync(fid, end)
+                synced = True
             finally:
+                # enqueue in commit order; a commit whose sync failed only gives
+                # up its turn (it stays OPEN, its rollback releases the room)
                 with self._cond:
                     while self._tickets[0] != woid:
                         self._cond.wait()
                     self._tickets.popleft()
                     try:
-                        self._queue.add_tail(tx._flushed + ptrs if tx._flushed else ptrs)
-                        if tx._marks:
-                            self._marks.update(tx._marks)
-                        self._active.pop(tx.id, None)
-                        self._counters["put_attempt"] += tx._attempts
-                        self._counters["put_success"] += n
-                        self._counters["commit"] += 1
+                        if synced:
+                            self._queue.add_tail(tx._flushed + ptrs if tx._flushed else ptrs)
+                            if tx._marks:
+                                self._marks.update(tx._marks)
+                            self._active.pop(tx.id, None)
+                            self._counters["put_attempt"] += tx._attempts
+                            self._counters["put_success"] += n
+                            self._counters["commit"] += 1
                     finally:
                         self._cond.notify_all()
         finally:

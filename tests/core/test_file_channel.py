@@ -473,3 +473,28 @@ def test_concurrent_producers_and_consumers_with_checkpoints(tmp_path):
     assert len(set(taken)) == len(taken)
     assert ch.counters["checkpoint_count"] > 0
     ch.close()
+
+
+def test_failed_sync_leaves_the_commit_open_and_invisible(tmp_path, monkeypatch):
+    ch = open_ch(tmp_path)
+    with ch.transaction() as tx:
+        tx.put(ev(1))
+
+    def broken(fid, offset):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(ch._log, "sync", broken)
+    tx = ch.transaction()
+    tx.begin()
+    tx.put(ev(2))
+    with pytest.raises(OSError):
+        tx.commit()
+    assert tx.state == "OPEN" and ch.size == 1
+    tx.rollback()
+    tx.close()
+    monkeypatch.undo()
+    assert ch.remaining == ch.capacity - 1
+    with ch.transaction() as tx:      # later commits are not stuck behind it
+        tx.put(ev(3))
+    assert drain(ch) == [ev(1), ev(3)]
+    ch.close()
