@@ -162,11 +162,15 @@ class BatchSink(Sink):
 
     def process(self) -> Status:
         ch = self.channel
+        want = self.batch_size
+        cap = getattr(ch, "transaction_capacity", None)
+        if cap and cap < want:  # a transaction cannot take more than this
+            want = cap
         tx = ch.transaction()
         tx.begin()
         try:
             try:
-                events = tx.take_batch(self.batch_size)
+                events = tx.take_batch(want)
             except ChannelError:
                 self.counter.add("ChannelReadFail")
                 raise
@@ -183,7 +187,7 @@ class BatchSink(Sink):
                 raise EventDeliveryError(
                     f"sink {self.name!r} failed to deliver {n} event(s): {exc}") from exc
             tx.commit()
-            self.counter.add("BatchCompleteCount" if n == self.batch_size
+            self.counter.add("BatchCompleteCount" if n == want
                              else "BatchUnderflowCount")
             self.counter.add("EventDrainSuccessCount", n)
             return Status.READY
