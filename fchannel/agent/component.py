@@ -78,20 +78,24 @@ class Source(Component):
         moment).  Returns False only if the source is stopping first (the
         events were then not all committed)."""
         assert self.channel_processor is not None
-        delay = initial
-        n = len(events)
-        while True:
-            try:
-                self.channel_processor.process_event_batch(events)
-            except ChannelError as exc:
-                self.counter.add("ChannelWriteFail")
-                self.log.warning("channel refused %d event(s), retrying in %.2fs: %s",
-                                 n, delay, exc)
-                if self._stopping.wait(delay):
-                    return False
-                delay = min(maximum, delay * 2)
-                continue
-            return True
+        step = self.channel_processor.max_batch or len(events) or 1
+        for i in range(0, len(events), step):
+            # chunks that fit one transaction: a retry repeats only the chunk refused
+            chunk = events[i:i + step]
+            delay = initial
+            while True:
+                try:
+                    self.channel_processor.process_event_batch(chunk)
+                except ChannelError as exc:
+                    self.counter.add("ChannelWriteFail")
+                    self.log.warning("channel refused %d event(s), retrying in %.2fs: %s",
+                                     len(chunk), delay, exc)
+                    if self._stopping.wait(delay):
+                        return False
+                    delay = min(maximum, delay * 2)
+                    continue
+                break
+        return True
 
 
 class PollableSource(Source):

@@ -211,6 +211,16 @@ def build_agent(props: Mapping[str, str], agent: str) -> AgentParts:
             if selector is not None:
                 names_by_id = {id(c): n for n, c in chans.items()}
                 src.channel_processor = ChannelProcessor(name, selector, icps, names_by_id)
+                limit = src.channel_processor.max_batch
+                bs = getattr(src, "batch_size", None)
+                if limit is not None and isinstance(bs, int) and bs > limit:
+                    small = min((n for n, c in chans.items()
+                                 if getattr(c, "transaction_capacity", None) == limit),
+                                default="?")
+                    ctx.problem("batchSize" if "batchSize" in ctx else None,
+                                f"batch size {bs} exceeds transactionCapacity {limit} of "
+                                f"channel {small!r}; lower the batch size or raise the "
+                                "channel's transactionCapacity")
             parts.sources[name] = src
             parts.source_runners.append(SourceRunner(src))
 

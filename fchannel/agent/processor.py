@@ -33,6 +33,14 @@ class ChannelProcessor:
         self._names = channel_names or {}
         self.log = logging.getLogger(f"fchannel.source.{source_name}")
 
+    @property
+    def max_batch(self) -> int | None:
+        """The smallest transaction capacity among the source's channels: the
+        largest batch that goes into every channel as one transaction."""
+        caps = [getattr(ch, "transaction_capacity", None) for ch in self.selector.channels.values()]
+        known = [c for c in caps if isinstance(c, int) and c > 0]
+        return min(known) if known else None
+
     def _name(self, ch: Any) -> str:
         return self._names.get(id(ch)) or getattr(ch, "name", repr(ch))
 
