@@ -40,8 +40,6 @@ def parse_json_events(raw: bytes, charset: str = "utf-8") -> list[Event]:
         raise BadRequest(f"body is not {charset}: {exc}") from None
     except json.JSONDecodeError as exc:
         raise BadRequest(f"body is not JSON: {exc}") from None
-    if isinstance(doc, dict):
-        doc = [doc]
     if not isinstance(doc, list):
         raise BadRequest(f"body must be a JSON array of events, got {type(doc).__name__}")
     events = []

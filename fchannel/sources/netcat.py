@@ -79,13 +79,13 @@ class NetcatSource(EventDrivenSource):
                 if not data:
                     break
                 buf += data
-                lines: list[bytes] = []
-                replies: list[bytes] = []
+                # in arrival order: a line (bytes) or the answer to an overlong one (None)
+                items: list[bytes | None] = []
                 while True:
                     idx = buf.find(b"\n")
                     if idx < 0:
                         if not discarding and len(buf) >= self.max_line:
-                            replies.append(self._too_long())
+                            items.append(None)
                             discarding = True
                         if discarding:
                             buf.clear()
@@ -96,19 +96,21 @@ class NetcatSource(EventDrivenSource):
                         discarding = False
                         continue
                     if idx + 1 > self.max_line:
-                        replies.append(self._too_long())
+                        items.append(None)
                         continue
                     if line.endswith(b"\r"):
                         line = line[:-1]
-                    lines.append(line)
+                    items.append(line)
+                lines = [x for x in items if x is not None]
+                ok = True
                 if lines:
                     self.counter.add("EventReceivedCount", len(lines))
                     ok = self.put_batch_retrying([Event(b) for b in lines])
                     if ok:
                         self.counter.add("EventAcceptedCount", len(lines))
-                        replies.extend(b"OK\n" for _ in lines)
-                    else:
-                        replies.extend(b"FAILED: agent is stopping\n" for _ in lines)
+                replies = [self._too_long() if x is None
+                           else b"OK\n" if ok else b"FAILED: agent is stopping\n"
+                           for x in items]
                 if replies and self.ack:
                     try:
                         conn.sendall(b"".join(replies))
