@@ -202,7 +202,7 @@ def build_agent(props: Mapping[str, str], agent: str) -> AgentParts:
                 _configure(icp, ictx, ictx.owner)
                 _warn_unused(ictx, parts)
                 icps.append(icp)
-        for k in ctx.keys():  # interceptors.<name>.* of unlisted interceptors
+        for k in ctx:  # interceptors.<name>.* of unlisted interceptors
             if k.startswith("interceptors."):
                 ctx.used.add(k)
         if src is not None:

@@ -25,7 +25,7 @@ import uuid
 from typing import Any
 
 from fchannel.agent.component import Interceptor
-from fchannel.agent.properties import Context, java_regex, java_replacement
+from fchannel.agent.properties import Context, java_replacement
 
 
 class TimestampInterceptor(Interceptor):

@@ -42,7 +42,7 @@ class ChannelProcessor:
         return min(known) if known else None
 
     def _name(self, ch: Any) -> str:
-        return self._names.get(id(ch)) or getattr(ch, "name", repr(ch))
+        return str(self._names.get(id(ch)) or getattr(ch, "name", None) or repr(ch))
 
     def intercept(self, events: list[Any]) -> list[Any]:
         for icp in self.interceptors:

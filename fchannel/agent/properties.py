@@ -14,7 +14,7 @@ reports every problem at once.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from fchannel._config import as_bool, as_float, as_int
@@ -147,6 +147,9 @@ class Context:
 
     def keys(self) -> list[str]:
         return list(self._props)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._props))
 
     def as_dict(self) -> dict[str, str]:
         return dict(self._props)

@@ -62,7 +62,7 @@ class MultiplexingSelector(ChannelSelector):
         self._default = self._resolve(ctx, "default", ctx.names("default"))
         self._mapping: dict[str, list[Any]] = {}
         self._optional: dict[str, list[Any]] = {}
-        for key in ctx.keys():
+        for key in ctx:
             if key.startswith("mapping."):
                 ctx.used.add(key)
                 value = key[len("mapping."):]
@@ -70,7 +70,7 @@ class MultiplexingSelector(ChannelSelector):
                 if not chans:
                     ctx.problem(key, "names no channel")
                 self._mapping[value] = chans
-        for key in ctx.keys():
+        for key in ctx:
             if key.startswith("optional."):
                 ctx.used.add(key)
                 value = key[len("optional."):]

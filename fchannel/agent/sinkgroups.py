@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import Any
 
 from fchannel.agent.component import EventDeliveryError, Sink, Status
 from fchannel.agent.properties import Context
@@ -85,7 +84,7 @@ class FailoverSinkProcessor(SinkProcessor):
                 ctx.problem(f"priority.{s.name}", f"same priority as sink {seen[p]!r}; "
                                                   "failover needs distinct priorities")
             seen[p] = s.name
-        for key in ctx.keys():
+        for key in ctx:
             if key.startswith("priority.") and key[len("priority."):] not in prio:
                 ctx.used.add(key)
                 ctx.problem(key, "names a sink that is not in the group")

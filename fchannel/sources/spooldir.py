@@ -27,8 +27,7 @@ import codecs
 import json
 import os
 import random
-import re
-from typing import IO, Any
+from typing import IO
 
 from fchannel.agent.component import PollableSource, Status
 from fchannel.agent.properties import Context
@@ -232,13 +231,12 @@ class SpoolDirectorySource(PollableSource):
             raw = f.readline(limit)
             if not raw:
                 break
-            if not raw.endswith(b"\n"):
-                if len(raw) == limit:
-                    # an overlong line: skip the rest of it
-                    while True:
-                        more = f.readline(65536)
-                        if not more or more.endswith(b"\n"):
-                            break
+            if not raw.endswith(b"\n") and len(raw) == limit:
+                # an overlong line: skip the rest of it
+                while True:
+                    more = f.readline(65536)
+                    if not more or more.endswith(b"\n"):
+                        break
             pos = f.tell()
             line = raw.rstrip(b"\n")
             if line.endswith(b"\r"):

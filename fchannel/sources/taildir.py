@@ -83,7 +83,7 @@ class TaildirSource(PollableSource):
                 gctx.problem(g, f"the file name part is not a valid regular expression ({exc})")
         hctx = ctx.sub("headers.")
         self.headers: dict[str, dict[str, str]] = {g: {} for g in groups}
-        for k in hctx.keys():
+        for k in hctx:
             g, _, key = k.partition(".")
             if g not in self.headers or not key:
                 hctx.problem(k, "must be headers.<filegroup>.<header> for a listed file group")
@@ -159,14 +159,14 @@ class TaildirSource(PollableSource):
             if inode in matched:
                 continue
             # rotated while we were down: finish it if it is still around
-            path = self._find_inode(inode, old_path)
-            if path is not None:
+            found = self._find_inode(inode, old_path)
+            if found is not None:
                 group = next((g for g, (d, _) in self.groups.items()
-                              if os.path.samefile(d, os.path.dirname(path) or ".")), None)
+                              if os.path.samefile(d, os.path.dirname(found) or ".")), None)
                 if group is not None:
                     self.log.info("finishing rotated file %s (was %s) from byte %d",
-                                  path, old_path, pos)
-                    self.files[inode] = TailFile(inode, path, pos, group, gone=True)
+                                  found, old_path, pos)
+                    self.files[inode] = TailFile(inode, found, pos, group, gone=True)
         self.log.info("tailing %d file(s)", len(self.files))
 
     def _refresh(self) -> None:
