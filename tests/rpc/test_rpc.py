@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -326,3 +327,58 @@ leaf.sinks.k1.ssl.key = {certs}/client.key
     fill(ch2, [b"mutual"])
     assert sink.process() is Status.READY
     assert [e.body for e in drain(col.channels["c1"])] == [b"mutual"]
+
+
+class Exploding:
+    """An interceptor with a bug."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def configure(self, ctx) -> None:
+        pass
+
+    def intercept_batch(self, events):
+        raise ZeroDivisionError("bug in an interceptor")
+
+
+def test_a_closed_required_channel_is_unavailable(collector):
+    col, port = collector()
+    col.channels["c1"].close()
+    channel, stub = direct_stub(port)
+    with channel, pytest.raises(grpc.RpcError) as info:
+        stub.Append(_common.to_request([Event(b"x")]), timeout=5)
+    assert info.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert "channel failure" in info.value.details()
+
+
+def test_an_unexpected_error_is_internal(collector):
+    col, port = collector("col.sources.r1.interceptors = i1\n"
+                          "col.sources.r1.interceptors.i1.type = tests.rpc.test_rpc.Exploding\n")
+    channel, stub = direct_stub(port)
+    with channel, pytest.raises(grpc.RpcError) as info:
+        stub.Append(_common.to_request([Event(b"x")]), timeout=5)
+    assert info.value.code() is grpc.StatusCode.INTERNAL
+    assert "ZeroDivisionError" in info.value.details()
+    assert col.channels["c1"].size == 0
+
+
+def test_grpc_is_imported_only_by_agents_that_use_it():
+    code = """
+import sys
+from fchannel.agent.config import build_agent
+from fchannel.agent.properties import parse_properties
+parts = build_agent(parse_properties('''
+a.sources = r1
+a.sinks = k1
+a.channels = c1
+a.channels.c1.type = memory
+a.sources.r1.type = seq
+a.sources.r1.channels = c1
+a.sinks.k1.type = null
+a.sinks.k1.channel = c1
+'''), 'a')
+assert 'grpc' not in sys.modules, 'grpc imported by an agent without grpc components'
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60,
+                   cwd=Path(__file__).resolve().parents[2])
