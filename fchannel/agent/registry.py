@@ -162,6 +162,7 @@ def _builtins() -> None:
              aliases=("org.apache.flume.source.SpoolDirectorySource",))
     register("source", "taildir", src + "taildir:TaildirSource",
              aliases=("org.apache.flume.source.taildir.TaildirSource",))
+    register("source", "grpc", "fchannel.rpc.source:GrpcSource")  # multi-hop (fchannel.rpc)
 
     snk = "fchannel.sinks."
     register("sink", "logger", snk + "logger:LoggerSink",
@@ -170,6 +171,7 @@ def _builtins() -> None:
              aliases=("org.apache.flume.sink.NullSink",))
     register("sink", "file_roll", snk + "file_roll:RollingFileSink",
              aliases=("org.apache.flume.sink.RollingFileSink",))
+    register("sink", "grpc", "fchannel.rpc.sink:GrpcSink")  # multi-hop (fchannel.rpc)
 
     from fchannel.agent import interceptors
     for tname, cls in interceptors.INTERCEPTORS.items():
