@@ -26,7 +26,7 @@ def main() -> None:
     target = int(sys.argv[7]) if len(sys.argv) > 7 else None
     os.makedirs(root, exist_ok=True)
     logging.basicConfig(filename=os.path.join(root, f"child-{os.getpid()}.log"),
-                        level=logging.INFO,
+                        level=getattr(logging, os.environ.get("SPOOL_CHILD_LOG", "INFO")),
                         format="%(asctime)s %(threadName)s %(name)s %(message)s")
     from kafka import ConsumerRebalanceListener, KafkaConsumer
 
@@ -72,8 +72,8 @@ def main() -> None:
     sp.flush()
     size = ch.size
     ch.close()
-    consumer.close()
     print(f"done {size}", flush=True)
+    consumer.close()
 
 
 if __name__ == "__main__":
