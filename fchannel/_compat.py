@@ -43,7 +43,7 @@ if NO_EXTENSIONS:
 else:
     try:
         from fchannel import _core
-        from fchannel.file import _codec, _queue
+        from fchannel.file import _codec, _queue  # type: ignore[attr-defined]
 
         core, codec, queue = _core, _codec, _queue
         COMPILED = True

@@ -4,7 +4,7 @@ Event and the transaction state machine.  Selected by FCHANNEL_NO_EXTENSIONS=1
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fchannel.errors import TransactionError
 
@@ -212,7 +212,7 @@ class TransactionBase:
             self.begin()
         return self
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
         if self._state == ST_OPEN:
             if exc_type is None:
                 try:

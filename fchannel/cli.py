@@ -14,7 +14,10 @@ from collections.abc import Sequence
 import fchannel
 
 # module paths whose register(subparsers) adds a subcommand
-_SUBCOMMANDS: list[str] = []
+_SUBCOMMANDS: list[str] = [
+    "fchannel.file.tools",
+    "fchannel.agent.command",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fchannel._config import Prop, as_float, as_int, kwargs_from_properties
+from fchannel.aio import AsyncTransaction
 from fchannel.errors import ChannelClosedError, ChannelFullError, ConfigError
 from fchannel.event import Event
 from fchannel.transaction import Transaction
@@ -127,6 +128,11 @@ class MemoryChannel:
     def transaction(self) -> MemoryTransaction:
         self._check_open()
         return MemoryTransaction(self)
+
+    def atransaction(self, executor: Any = None) -> AsyncTransaction:
+        """The asyncio face: ``async with ch.atransaction() as tx: await tx.put(e)``;
+        blocking steps run in *executor* (default: the loop's)."""
+        return AsyncTransaction(self.transaction(), executor)
 
     @property
     def size(self) -> int:

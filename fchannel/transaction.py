@@ -11,9 +11,14 @@ so it can still be rolled back; a transaction either puts or takes; at most
 Used as a context manager it begins on entry, commits on success, rolls back
 on an exception and always closes.
 """
+from typing import TYPE_CHECKING
+
 from fchannel._compat import core
 
-Transaction = core.TransactionBase
+if TYPE_CHECKING:  # both implementations share the twin's interface
+    from fchannel._core_py import TransactionBase as Transaction
+else:
+    Transaction = core.TransactionBase
 STATES = core.STATE_NAMES
 
 __all__ = ["Transaction", "STATES"]

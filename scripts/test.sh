@@ -12,6 +12,9 @@ fi
 .venv/bin/python -m pip install -q -e '.[test,agent]'
 export FCHANNEL_REQUIRE_EXTENSIONS=1
 .venv/bin/python -c 'import fchannel; assert fchannel.COMPILED, "compiled modules not loaded"'
+echo "== lint (ruff) and types (mypy)"
+.venv/bin/python -m ruff check .
+.venv/bin/python -m mypy fchannel
 echo "== full suite, compiled build"
 .venv/bin/python -m pytest "$@"
 echo "== core suite, pure-Python twins (FCHANNEL_NO_EXTENSIONS=1)"

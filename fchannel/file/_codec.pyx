@@ -517,11 +517,12 @@ cdef object _read_one(int fd, int64_t offset):
         free(big)
 
 
-def read_events(int fd, offsets):
-    """Read the put records at *offsets* of the open log *fd*; one Event per
-    offset, or None where the record is damaged or is not a put.  Offsets
-    close together are fetched with one pread."""
-    cdef list offs = list(offsets)
+def read_events(int fd, pointers):
+    """Read the put records at *pointers* (only their low 32 bits, the
+    offset, are used) of the open log *fd*; one Event per pointer, or None
+    where the record is damaged or is not a put.  Records close together are
+    fetched with one pread."""
+    cdef list offs = [<int64_t>p & 0xFFFFFFFF for p in pointers]
     cdef Py_ssize_t n = len(offs), i
     cdef list out = [None] * n
     if n == 0:

@@ -301,8 +301,8 @@ def _read_one(fd: int, offset: int):
     return None
 
 
-def read_events(fd: int, offsets) -> list:
-    offs = list(offsets)
+def read_events(fd: int, pointers) -> list:
+    offs = [p & 0xFFFFFFFF for p in pointers]
     out: list = [None] * len(offs)
     if not offs:
         return out

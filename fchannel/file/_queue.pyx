@@ -232,3 +232,16 @@ def ring_refs(const int64_t[::1] slots, Py_ssize_t head, Py_ssize_t size):
     if run:
         out[last] = out.get(last, 0) + run
     return out
+
+
+def common_file(pointers):
+    """The log file id all *pointers* point into, or -1 if they differ (or
+    there are none)."""
+    cdef Py_ssize_t n = len(pointers), i
+    if n == 0:
+        return -1
+    cdef int64_t fid = (<int64_t>pointers[0]) >> 32
+    for i in range(1, n):
+        if ((<int64_t>pointers[i]) >> 32) != fid:
+            return -1
+    return fid

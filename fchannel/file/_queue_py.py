@@ -134,3 +134,10 @@ def ring_refs(slots, head: int, size: int) -> dict[int, int]:
         fid = view[(head + i) % cap] >> 32
         out[fid] = out.get(fid, 0) + 1
     return out
+
+
+def common_file(pointers) -> int:
+    """The log file id all *pointers* point into, or -1 if they differ (or
+    there are none)."""
+    fids = {p >> 32 for p in pointers}
+    return fids.pop() if len(fids) == 1 else -1

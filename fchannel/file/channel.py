@@ -24,6 +24,7 @@ from typing import Any
 from fchannel._compat import codec
 from fchannel._compat import queue as _queue_mod
 from fchannel._config import Prop, as_bool, as_float, as_int, kwargs_from_properties
+from fchannel.aio import AsyncTransaction
 from fchannel.errors import (
     ChannelClosedError,
     ChannelError,
@@ -312,7 +313,7 @@ class FileChannel:
         self._gate = _Gate()
         self._ckpt_mutex = threading.Lock()
         self._txn_ids = _TxnIds(max(self._replay.max_txn_id, ckpt.next_txn_id if ckpt else 0))
-        self._counters = collections.Counter()
+        self._counters: collections.Counter[str] = collections.Counter()
         self._last_checkpoint: dict[str, Any] = {}
         self._open_seconds = time.monotonic() - t0
         self._need_checkpoint = ckpt is None or self._replay.records > 0
@@ -367,6 +368,11 @@ class FileChannel:
     def transaction(self) -> FileTransaction:
         self._check_open()
         return FileTransaction(self, self._txn_ids.next())
+
+    def atransaction(self, executor: Any = None) -> AsyncTransaction:
+        """The asyncio face: ``async with ch.atransaction() as tx: await tx.put(e)``;
+        blocking steps run in *executor* (default: the loop's)."""
+        return AsyncTransaction(self.transaction(), executor)
 
     @property
     def size(self) -> int:
@@ -616,22 +622,27 @@ class FileChannel:
                     raise
                 woid = self._log.next_woid - 1
                 self._tickets.append(woid)
+            synced = False
             try:
                 if self._fsync_per_transaction:
                     self._log.sync(fid, end)
+                synced = True
             finally:
+                # enqueue in commit order; a commit whose sync failed only gives
+                # up its turn (it stays OPEN, its rollback releases the room)
                 with self._cond:
                     while self._tickets[0] != woid:
                         self._cond.wait()
                     self._tickets.popleft()
                     try:
-                        self._queue.add_tail(tx._flushed + ptrs if tx._flushed else ptrs)
-                        if tx._marks:
-                            self._marks.update(tx._marks)
-                        self._active.pop(tx.id, None)
-                        self._counters["put_attempt"] += tx._attempts
-                        self._counters["put_success"] += n
-                        self._counters["commit"] += 1
+                        if synced:
+                            self._queue.add_tail(tx._flushed + ptrs if tx._flushed else ptrs)
+                            if tx._marks:
+                                self._marks.update(tx._marks)
+                            self._active.pop(tx.id, None)
+                            self._counters["put_attempt"] += tx._attempts
+                            self._counters["put_success"] += n
+                            self._counters["commit"] += 1
                     finally:
                         self._cond.notify_all()
         finally:
@@ -729,7 +740,12 @@ class FileChannel:
             try:
                 with lg.lock:
                     woid = lg.next_woid - 1
-                    positions = {w.info.file_id: w.offset for w in lg.writers if w is not None}
+                    # where each log stands: writers at their offset, closed logs at their
+                    # end (never appended to again); logs started later are not covered
+                    positions: dict[int, int | None] = dict.fromkeys(lg.files)
+                    for w in lg.writers:
+                        if w is not None:
+                            positions[w.info.file_id] = w.offset
                     inflight_puts = {t.id: list(t._flushed) for t in self._active.values()
                                      if t._flushed}
                 with self._cond:
@@ -746,17 +762,15 @@ class FileChannel:
             for ptrs in (*inflight_puts.values(), *inflight_takes.values()):
                 for p in ptrs:
                     refs[p >> 32] = refs.get(p >> 32, 0) + 1
-            log_ids = sorted(lg.files)
+            log_ids = sorted(positions)
             store.finish(woid, head, size, marks, refs, log_ids, inflight_puts, inflight_takes,
                          self._txn_ids.peek())
             for fid in log_ids:
                 info = lg.files.get(fid)
                 if info is None:
                     continue
-                pos = positions.get(fid)
-                info.ckpt_position = pos if pos is not None else os.path.getsize(info.path)
-                info.ckpt_woid = woid
-                info.write_meta()
+                pos = positions[fid]
+                info.set_checkpoint(pos if pos is not None else os.path.getsize(info.path), woid)
             store.complete()
             backed_up = True
             if self._backup_dir:
@@ -782,11 +796,13 @@ class FileChannel:
         event: a full replay of what remains never resurrects a taken event).
         """
         lg = self._log
-        current = lg.current_ids()
-        ids = sorted(lg.files)
+        with lg.lock:   # a commit may start a new log meanwhile
+            current = lg.current_ids()
+            files = dict(lg.files)
+        ids = sorted(files)
         prefix: list[int] = []
         for fid in ids:
-            info = lg.files[fid]
+            info = files[fid]
             if fid in current or refs.get(fid) or not info.closed or info.last_woid > woid:
                 break
             prefix.append(fid)
@@ -794,8 +810,8 @@ class FileChannel:
             rest = [f for f in ids if f > prefix[-1]]
             if not rest:
                 break
-            newest = max(lg.files[f].last_woid for f in prefix)
-            if newest < lg.files[rest[0]].created_woid:
+            newest = max(files[f].last_woid for f in prefix)
+            if newest < files[rest[0]].created_woid:
                 break
             prefix.pop()
         for fid in prefix:

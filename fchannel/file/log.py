@@ -13,10 +13,11 @@ import os
 import re
 import struct
 import threading
+import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from fchannel._compat import codec
+from fchannel._compat import codec, queue
 from fchannel.errors import ChannelError, ChannelFullError, CorruptionError
 from fchannel.file import fchannel_pb2 as pb
 from fchannel.file import format as F
@@ -132,16 +133,28 @@ class LogFile:
     closed: bool            # nothing more will be appended
     ckpt_position: int = F.LOG_HEADER_SIZE
     ckpt_woid: int = 0
+    # a roll (commit thread) and a checkpoint may both write the meta
+    meta_lock: threading.Lock = field(default_factory=threading.Lock, repr=False,
+                                      compare=False)
 
     @property
     def meta_path(self) -> str:
         return self.path + F.META_SUFFIX
 
     def write_meta(self) -> None:
-        write_framed(self.meta_path, F.LOG_META_MAGIC, pb.LogMeta(
-            version=1, log_id=self.file_id, checkpoint_position=self.ckpt_position,
-            checkpoint_write_order_id=self.ckpt_woid, created_write_order_id=self.created_woid,
-            last_write_order_id=self.last_woid, closed=self.closed))
+        with self.meta_lock:
+            write_framed(self.meta_path, F.LOG_META_MAGIC, pb.LogMeta(
+                version=1, log_id=self.file_id, checkpoint_position=self.ckpt_position,
+                checkpoint_write_order_id=self.ckpt_woid,
+                created_write_order_id=self.created_woid,
+                last_write_order_id=self.last_woid, closed=self.closed))
+
+    def set_checkpoint(self, position: int, woid: int) -> None:
+        """Record where checkpoint *woid* stands in this log, in its meta."""
+        with self.meta_lock:
+            self.ckpt_position = position
+            self.ckpt_woid = woid
+        self.write_meta()
 
 
 def read_log_meta(path: str, file_id: int):
@@ -284,10 +297,13 @@ class Log:
                     continue
             self._pwrite(w, memoryview(buf)[pos:end])
             base = F.make_pointer(w.info.file_id, w.offset - (end - pos)) - pos
-            if starts is not None:
-                while si < len(starts) and starts[si] < end:
-                    pointers.append(base + starts[si])
-                    si += 1
+            if starts:
+                if pos == 0 and end == total:   # the usual case: all in one file
+                    pointers = [base + st for st in starts]
+                else:
+                    while si < len(starts) and starts[si] < end:
+                        pointers.append(base + starts[si])
+                        si += 1
             done += count
             w.info.last_woid = first + done - 1
             pos = end
@@ -339,9 +355,12 @@ class Log:
                     w.cond.wait()
                     continue
                 w.syncing = True
-                target = w.offset
                 w.cond.release()
                 try:
+                    # let committers that are ready to write go first, so this
+                    # one fdatasync covers them too (costs nothing when alone)
+                    time.sleep(0)
+                    target = w.offset
                     codec.fdatasync(w.fd)
                     self.syncs += 1
                 finally:
@@ -376,6 +395,10 @@ class Log:
 
     def read(self, pointers: list[int]) -> list:
         """The Events at *pointers*, None where a record is damaged or gone."""
+        fid = queue.common_file(pointers)
+        if fid >= 0:   # the usual case: one batch, one file
+            fd = self._reader(fid)
+            return codec.read_events(fd, pointers) if fd is not None else [None] * len(pointers)
         out: list = [None] * len(pointers)
         by_file: dict[int, list[int]] = {}
         for idx, p in enumerate(pointers):
@@ -384,7 +407,7 @@ class Log:
             fd = self._reader(fid)
             if fd is None:
                 continue
-            events = codec.read_events(fd, [pointers[j] & 0xFFFFFFFF for j in idxs])
+            events = codec.read_events(fd, [pointers[j] for j in idxs])
             for j, e in zip(idxs, events):
                 out[j] = e
         return out
