@@ -379,7 +379,9 @@ class KafkaSpooler:
         tx = self.channel.transaction()
         tx.begin()
         try:
-            tx.put_batch([e for _tp, e, _off in batch])
+            events = self._put_events(batch)
+            if events:
+                tx.put_batch(events)
             for tp, nxt in offsets.items():
                 tx.set_mark(mark_key(tp.topic, tp.partition), nxt)
             tx.commit()
@@ -409,6 +411,9 @@ class KafkaSpooler:
         if self.commit_kafka:
             self._commit_kafka(offsets)
         return len(batch)
+
+    def _put_events(self, batch: list) -> list:
+        return [e for _tp, e, _off in batch]
 
     def _on_full(self) -> None:
         now = time.monotonic()
@@ -446,7 +451,8 @@ class ProducerTarget:
     The topic is ``topic``, or the event's ``topic_header`` when
     ``allow_topic_override`` and it is present. The key is the
     ``key_header`` header (UTF-8), the partition the ``partition_header``
-    header (an int) if set. Event headers are not forwarded unless
+    header (an int) if set, else ``default_partition`` (None: the producer's
+    partitioner). Event headers are not forwarded unless
     ``forward_headers``. The producer should use ``acks='all'``; with
     ``require_acks_all`` (the default) anything else is a ``ConfigError``.
     """
@@ -455,7 +461,7 @@ class ProducerTarget:
                  allow_topic_override: bool = True, topic_header: str = "topic",
                  key_header: str | None = "key", partition_header: str | None = None,
                  forward_headers: bool = False, timeout: float = 30.0,
-                 require_acks_all: bool = True) -> None:
+                 require_acks_all: bool = True, default_partition: int | None = None) -> None:
         acks = getattr(producer, "config", {}).get("acks")
         if require_acks_all and acks not in (-1, "all"):
             raise ConfigError(f"the KafkaProducer has acks={acks!r}; use acks='all' so a "
@@ -470,6 +476,7 @@ class ProducerTarget:
         self.partition_header = partition_header
         self.forward_headers = forward_headers
         self.timeout = timeout
+        self.default_partition = default_partition
 
     def _route(self, e: Event) -> tuple[str, bytes | None, int | None]:
         h = e.headers
@@ -482,7 +489,7 @@ class ProducerTarget:
         key = None
         if self.key_header and h.get(self.key_header) is not None:
             key = h[self.key_header].encode("utf-8")
-        part = None
+        part = self.default_partition
         if self.partition_header and h.get(self.partition_header) is not None:
             raw = h[self.partition_header]
             try:
