@@ -202,6 +202,9 @@ def report(kind: str, source: str, got: list[str], expected: list[str]) -> int:
           f"{len(missing)} lost, {dups} duplicate(s)")
     assert not missing, f"{len(missing)} lines lost, e.g. {sorted(missing)[:5]}"
     assert set(counts) <= set(expected)
+    # one crash repeats a line at most twice: re-read by the source (progress not yet
+    # recorded) and redelivered by the sink (delivered, take not yet committed)
+    assert max(counts.values()) <= 3
     return dups
 
 
@@ -240,8 +243,8 @@ def test_spooldir_stopped_in_the_middle_loses_nothing(agents, tmp_path, kind, ho
     if how == "sigterm":
         assert dups == 0      # a clean stop records all progress: nothing repeats
     else:
-        # at-least-once: only the batches in flight at the kill may come twice
-        assert dups <= 200
+        # at-least-once: only the batches in flight at the kill may come again
+        assert dups <= 20 + 5   # a source batch and a sink batch
 
 
 @pytest.mark.crash
@@ -293,8 +296,7 @@ def test_taildir_kill9_with_rotations_loses_nothing(agents, tmp_path, kind):
     wait_for(lambda: len(lines_in(out)) >= before + 10, 30, what="the 10 new lines")
     assert third.terminate() == 0
     assert len(lines_in(out)) == before + 10
-    dups = report(kind, "TAILDIR", lines_in(out), expected)
-    assert dups <= 1000
+    report(kind, "TAILDIR", lines_in(out), expected)
 
 
 def test_lines_in_reads_every_rolled_file(tmp_path: Path):
