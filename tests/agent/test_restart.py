@@ -347,3 +347,29 @@ def test_spooldir_without_its_directory_fails_to_start_naming_it(agents, tmp_pat
     assert agent.proc.wait(30) == 1
     assert "spoolDir './missing' is not a directory" in agent.output()
     agent.stop()
+
+
+def test_spooldir_does_not_complete_a_file_that_is_still_growing(tmp_path):
+    from fchannel.agent import Status
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    f = spool / "growing.log"
+    f.write_bytes(b"1\n")
+    ch = MemoryChannel(capacity=100, transaction_capacity=10, keep_alive=0)
+    src = make_source(SpoolDirectorySource, {"spoolDir": str(spool)}, ch)
+    src.start()
+    assert src.process() is Status.READY   # picks the file up, reads "1"
+    with open(f, "ab") as out:             # someone is still writing it
+        out.write(b"2\n")
+    assert src.process() is Status.READY   # reads "2"
+    # at the end of the file: it changed since it was picked up, so not completed yet
+    assert src.process() is Status.BACKOFF and f.exists()
+    with open(f, "ab") as out:
+        out.write(b"3\n")
+    os.utime(f, ns=(1, 1))                 # a new mtime, whatever the clock's grain
+    assert src.process() is Status.READY   # reads "3"
+    assert src.process() is Status.BACKOFF and f.exists()
+    assert src.process() is Status.READY   # unchanged since the last look: completed
+    assert not f.exists() and (spool / "growing.log.COMPLETED").exists()
+    assert take_all(ch) == [b"1", b"2", b"3"]
+    src.stop()
