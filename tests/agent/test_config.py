@@ -264,3 +264,10 @@ def test_unset_environment_variable_is_named():
                                           "variable NOPE is not set"):
         resolve_env({"a1.sources.r1.port": "${NOPE}"}, {})
     assert resolve_env({"k": "x${A}y"}, {"A": "1"}) == {"k": "x1y"}
+
+
+def test_a_dotted_path_to_something_else_is_reported():
+    msg = problems_of(GOOD.replace("a1.sinks.k1.type = null",
+                                   "a1.sinks.k1.type = collections.Counter"))
+    assert ("a1.sinks.k1.type = 'collections.Counter': builds a Counter, which is "
+            "not a sink (subclass fchannel.agent.Sink)") in msg
