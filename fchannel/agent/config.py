@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fchannel.agent import registry
+from fchannel.agent.component import Interceptor, Sink, Source
 from fchannel.agent.counters import ChannelCounterView
 from fchannel.agent.processor import ChannelProcessor
 from fchannel.agent.properties import Context, split_names
@@ -84,6 +85,15 @@ def _make(kind: str, ctx: Context, type_value: str | None, *args: Any) -> Any:
         ctx.problem(None, str(exc))
     except Exception as exc:
         ctx.problem("type", f"building the {kind} failed: {type(exc).__name__}: {exc}")
+    return None
+
+
+def _check_kind(obj: Any, base: type, ctx: Context, kind: str) -> Any:
+    """A factory found by dotted path must build the right kind of component."""
+    if obj is None or isinstance(obj, base):
+        return obj
+    ctx.problem("type", f"builds a {type(obj).__name__}, which is not a {kind} "
+                        f"(subclass fchannel.agent.{base.__name__})")
     return None
 
 
@@ -183,7 +193,7 @@ def build_agent(props: Mapping[str, str], agent: str) -> AgentParts:
     for name in lists["sources"]:
         ctx = ctx_for("sources", name, "source")
         stype = ctx.string("type", required=True)
-        src = _make("source", ctx, stype, name)
+        src = _check_kind(_make("source", ctx, stype, name), Source, ctx, "source")
         cnames = channel_refs(ctx, "channels", ctx.names("channels", required=True))
         chans = {n: parts.channels[n] for n in cnames}
         sel_ctx = ctx.sub("selector.")
@@ -197,7 +207,8 @@ def build_agent(props: Mapping[str, str], agent: str) -> AgentParts:
             ictx = ctx.sub(f"interceptors.{iname}.")
             ictx.owner = f"interceptor {iname!r} of source {name!r}"
             itype = ictx.string("type", required=True)
-            icp = _make("interceptor", ictx, itype, iname)
+            icp = _check_kind(_make("interceptor", ictx, itype, iname), Interceptor, ictx,
+                              "interceptor")
             if icp is not None:
                 _configure(icp, ictx, ictx.owner)
                 _warn_unused(ictx, parts)
@@ -228,7 +239,7 @@ def build_agent(props: Mapping[str, str], agent: str) -> AgentParts:
     for name in lists["sinks"]:
         ctx = ctx_for("sinks", name, "sink")
         ktype = ctx.string("type", required=True)
-        sink = _make("sink", ctx, ktype, name)
+        sink = _check_kind(_make("sink", ctx, ktype, name), Sink, ctx, "sink")
         cval = ctx.string("channel", required=True)
         if cval is not None and len(split_names(cval)) != 1:
             ctx.problem("channel", "a sink drains exactly one channel")

@@ -51,10 +51,14 @@ class NetcatSource(EventDrivenSource):
                 conn, addr = self._server.accept()
             except TimeoutError:
                 continue
-            except OSError:
+            except OSError as exc:
                 if self._stopping.is_set():
                     return
-                raise
+                # e.g. out of file descriptors: say so, wait a little, go on accepting
+                self.counter.add("GenericProcessingFail")
+                self.log.error("accept failed: %s", exc)
+                self._stopping.wait(0.1)
+                continue
             conn.settimeout(0.2)
             with self._lock:
                 self._conns.add(conn)

@@ -183,6 +183,27 @@ class SpoolDirectorySource(PollableSource):
         f = open(path, "rb")  # noqa: SIM115 - kept open while the file is read
         f.seek(offset)
         self._file, self._path, self._offset = f, path, offset
+        self._seen = self._stamp()
+        self._warned_change = False
+
+    def _stamp(self) -> tuple[int, int]:
+        assert self._file is not None
+        st = os.fstat(self._file.fileno())
+        return (st.st_size, st.st_mtime_ns)
+
+    def _unchanged(self) -> bool:
+        """At the end of the file: has it stayed as it was since it was opened
+        (or last found changed)?  A file still being written is not completed."""
+        now = self._stamp()
+        if now == self._seen:
+            return True
+        if not self._warned_change:
+            self.log.error("%s changed after it was picked up: files must be complete "
+                           "before they are moved into the spool directory; it is read "
+                           "on and completed once it stops changing", self._path)
+            self._warned_change = True
+        self._seen = now
+        return False
 
     def _save_progress(self) -> None:
         assert self._path is not None
@@ -277,6 +298,8 @@ class SpoolDirectorySource(PollableSource):
                 self._path = None
                 return Status.BACKOFF
             if not events:
+                if not self._unchanged():
+                    return Status.BACKOFF
                 self._complete()
                 return Status.READY
             self._pending, self._pending_end = events, end

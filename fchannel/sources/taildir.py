@@ -173,16 +173,24 @@ class TaildirSource(PollableSource):
 
     def _refresh(self) -> None:
         matched = self._matched()
+        changed = False
         for inode, (path, g) in matched.items():
             tf = self.files.get(inode)
             if tf is None:
                 self.files[inode] = TailFile(inode, path, 0, g)
                 self.log.info("new file %s", path)
+                changed = True
             elif tf.path != path:
                 tf.path = path
         for inode, tf in self.files.items():
             if inode not in matched and not tf.gone:
                 tf.gone = True  # rotated away or deleted: finish what its handle still reads
+        if changed:
+            # a new file is recorded at once: if it is rotated away to a name the
+            # pattern does not match while the agent is down, the restart still
+            # finds it by its inode
+            self.write_positions()
+            self._last_pos_write = time.monotonic()
 
     # ---- reading --------------------------------------------------------------
     def _read(self, tf: TailFile) -> tuple[list[Event], int]:
@@ -253,6 +261,7 @@ class TaildirSource(PollableSource):
                     self._write_positions_if_due()
                     return Status.BACKOFF
                 did = True
+                self._write_positions_if_due()
                 if len(events) < self.batch_size:
                     break
         self._drop_finished()

@@ -227,13 +227,19 @@ def test_integrations_register_new_types():
     close(parts)
 
 
-def test_file_channel_type_is_known():
+def test_file_channel_properties_are_validated_with_the_rest(tmp_path):
     import fchannel
+    text = GOOD.replace("a1.channels.c1.type = memory",
+                        f"a1.channels.c1.type = file\n"
+                        f"a1.channels.c1.checkpointDir = {tmp_path}/cp\n"
+                        f"a1.channels.c1.dataDirs = {tmp_path}/data\n"
+                        f"a1.channels.c1.capacity = lots\n") + "a1.sinks.k1.batchSize = -1\n"
+    msg = problems_of(text)
+    assert "a1.sinks.k1.batchSize must be >= 1, got '-1'" in msg
     if hasattr(fchannel, "FileChannel"):
-        pytest.skip("covered by the file channel tests")
-    msg = problems_of(GOOD.replace("a1.channels.c1.type = memory",
-                                   "a1.channels.c1.type = file"))
-    assert "a1.channels.c1" in msg and "FileChannel" in msg
+        assert "a1.channels.c1: " in msg and "capacity" in msg and "'lots'" in msg
+    else:
+        assert "a1.channels.c1" in msg and "FileChannel" in msg
 
 
 def test_environment_variables_with_flumes_resolver_flag(agents, tmp_path, monkeypatch):
@@ -258,3 +264,10 @@ def test_unset_environment_variable_is_named():
                                           "variable NOPE is not set"):
         resolve_env({"a1.sources.r1.port": "${NOPE}"}, {})
     assert resolve_env({"k": "x${A}y"}, {"A": "1"}) == {"k": "x1y"}
+
+
+def test_a_dotted_path_to_something_else_is_reported():
+    msg = problems_of(GOOD.replace("a1.sinks.k1.type = null",
+                                   "a1.sinks.k1.type = collections.Counter"))
+    assert ("a1.sinks.k1.type = 'collections.Counter': builds a Counter, which is "
+            "not a sink (subclass fchannel.agent.Sink)") in msg

@@ -185,3 +185,37 @@ def test_every_example_parses_and_validates(name, tmp_path, monkeypatch):
     assert not [w for w in parts.warnings if "not a property" in w], parts.warnings
     for ch in parts.channels.values():
         ch.close()
+
+
+# ---- load-balancing sink group ------------------------------------------------------------
+
+def test_load_balance_example_spreads_load_and_skips_a_failing_sink(agents, tmp_path):
+    port = free_port()
+    conf = write_conf(tmp_path / "lb.properties",
+                      example("load-balance-sinkgroup.properties", **{"44447": str(port)}))
+    data = tmp_path / "lb-data"
+    data.mkdir()
+    blocker = data / "k2"
+    blocker.write_text("a file where k2 wants its directory\n")
+    agent = agents(conf, "a1", tmp_path)
+    first = [f"first {i}" for i in range(20)]
+    assert send_lines(port, [ln.encode() for ln in first]) == [b"OK"] * 20
+    # k2 fails: k1 delivers everything, nothing is lost
+    wait_for(lambda: sorted(lines_in(data / "k1")) == sorted(first), 20,
+             what="k1 to carry the load")
+    assert "sink 'k2' failed" in agent.output()
+    blocker.unlink()
+    # after its backoff (at most maxTimeOut = 2 s) k2 takes its turns again: keep
+    # sending one line at a time until k2 has written some
+    sent = list(first)
+
+    def send_one_and_check_k2() -> bool:
+        line = f"second {len(sent)}"
+        assert send_lines(port, [line.encode()]) == [b"OK"]
+        sent.append(line)
+        return bool(lines_in(data / "k2"))
+
+    wait_for(send_one_and_check_k2, 20, interval=0.2, what="k2 back in the rotation")
+    wait_for(lambda: sorted(lines_in(data / "k1") + lines_in(data / "k2")) == sorted(sent),
+             20, what="every line delivered once")
+    assert agent.terminate() == 0

@@ -71,3 +71,11 @@ def test_bad_config_exits_2_naming_the_key(agents, tmp_path, flag):
     assert "a1.sources.r1.type = 'nosuchsource'" in out
     assert "a1.sinks.k1.channel = 'c9'" in out
     agent.stop()
+
+
+def test_missing_config_file_is_named(agents, tmp_path):
+    agent = agents(tmp_path / "nope.properties", "a1", tmp_path, wait_started=False)
+    assert agent.proc.wait(30) == 2
+    assert "cannot read configuration file" in agent.output()
+    assert "nope.properties" in agent.output()
+    agent.stop()

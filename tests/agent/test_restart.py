@@ -202,6 +202,9 @@ def report(kind: str, source: str, got: list[str], expected: list[str]) -> int:
           f"{len(missing)} lost, {dups} duplicate(s)")
     assert not missing, f"{len(missing)} lines lost, e.g. {sorted(missing)[:5]}"
     assert set(counts) <= set(expected)
+    # one crash repeats a line at most twice: re-read by the source (progress not yet
+    # recorded) and redelivered by the sink (delivered, take not yet committed)
+    assert max(counts.values()) <= 3
     return dups
 
 
@@ -240,8 +243,8 @@ def test_spooldir_stopped_in_the_middle_loses_nothing(agents, tmp_path, kind, ho
     if how == "sigterm":
         assert dups == 0      # a clean stop records all progress: nothing repeats
     else:
-        # at-least-once: only the batches in flight at the kill may come twice
-        assert dups <= 200
+        # at-least-once: only the batches in flight at the kill may come again
+        assert dups <= 20 + 5   # a source batch and a sink batch
 
 
 @pytest.mark.crash
@@ -293,8 +296,7 @@ def test_taildir_kill9_with_rotations_loses_nothing(agents, tmp_path, kind):
     wait_for(lambda: len(lines_in(out)) >= before + 10, 30, what="the 10 new lines")
     assert third.terminate() == 0
     assert len(lines_in(out)) == before + 10
-    dups = report(kind, "TAILDIR", lines_in(out), expected)
-    assert dups <= 1000
+    report(kind, "TAILDIR", lines_in(out), expected)
 
 
 def test_lines_in_reads_every_rolled_file(tmp_path: Path):
@@ -345,3 +347,29 @@ def test_spooldir_without_its_directory_fails_to_start_naming_it(agents, tmp_pat
     assert agent.proc.wait(30) == 1
     assert "spoolDir './missing' is not a directory" in agent.output()
     agent.stop()
+
+
+def test_spooldir_does_not_complete_a_file_that_is_still_growing(tmp_path):
+    from fchannel.agent import Status
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    f = spool / "growing.log"
+    f.write_bytes(b"1\n")
+    ch = MemoryChannel(capacity=100, transaction_capacity=10, keep_alive=0)
+    src = make_source(SpoolDirectorySource, {"spoolDir": str(spool)}, ch)
+    src.start()
+    assert src.process() is Status.READY   # picks the file up, reads "1"
+    with open(f, "ab") as out:             # someone is still writing it
+        out.write(b"2\n")
+    assert src.process() is Status.READY   # reads "2"
+    # at the end of the file: it changed since it was picked up, so not completed yet
+    assert src.process() is Status.BACKOFF and f.exists()
+    with open(f, "ab") as out:
+        out.write(b"3\n")
+    os.utime(f, ns=(1, 1))                 # a new mtime, whatever the clock's grain
+    assert src.process() is Status.READY   # reads "3"
+    assert src.process() is Status.BACKOFF and f.exists()
+    assert src.process() is Status.READY   # unchanged since the last look: completed
+    assert not f.exists() and (spool / "growing.log.COMPLETED").exists()
+    assert take_all(ch) == [b"1", b"2", b"3"]
+    src.stop()

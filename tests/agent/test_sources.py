@@ -205,3 +205,17 @@ def test_seq_source_with_total_events_and_a_full_channel(run_agent):
     got: list[bytes] = []
     wait_for(lambda: got.extend(bodies(agent)) or len(got) >= 20, 20, what="20 events")
     assert got == [str(i).encode() for i in range(20)]
+
+
+def test_netcat_without_acks_answers_nothing(run_agent):
+    port = free_port()
+    agent = run_agent(channel_only(
+        f"a1.sources.r1.type = netcat\na1.sources.r1.bind = 127.0.0.1\n"
+        f"a1.sources.r1.port = {port}\na1.sources.r1.ack-every-event = false\n"))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"quiet\n")
+        wait_for(lambda: agent.channels["c1"].size == 1, 10, what="the line committed")
+        s.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            s.recv(16)
+    assert bodies(agent) == [b"quiet"]
