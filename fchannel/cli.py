@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import fchannel
 
 # module paths whose register(subparsers) adds a subcommand
-_SUBCOMMANDS: list[str] = []
+_SUBCOMMANDS: list[str] = ["fchannel.bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:
