@@ -229,7 +229,7 @@ def plot(res: dict[str, Any], names: dict[str, str], path: str) -> None:
     if not keys:
         return
     fig, axes = plt.subplots(len(keys), 1, figsize=(11, 3.4 * len(keys)), squeeze=False)
-    for ax, key in zip(axes[:, 0], keys):
+    for ax, key in zip(axes[:, 0], keys, strict=True):
         rows = {k: r for k, r in tp[key].items() if "put_eps" in r}
         labels = [names.get(k, k) for k in rows]
         xs = range(len(rows))

@@ -19,10 +19,9 @@ import time
 from typing import Any
 
 import fchannel
-from fchannel.bench import file_channel_class, machine_info
-
 from benchmarks import report, workloads
 from benchmarks.queues import all_adapters, available
+from fchannel.bench import file_channel_class, machine_info
 
 NAMES = {
     "raw-sync": "raw write+fdatasync (baseline)",

@@ -22,9 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fchannel.bench import file_channel_class, summarize
-
 from benchmarks.queues import Adapter
+from fchannel.bench import file_channel_class, summarize
 
 
 @dataclass(frozen=True)
