@@ -52,7 +52,7 @@ def targets(res: dict[str, Any]) -> list[tuple[str, str, str]]:
                     verdict(fa["take_eps"] >= 500_000)))
         for field, label in (("put_eps", "put"), ("take_eps", "take")):
             peer, v = fastest_peer(a, field)
-            if peer:
+            if peer and v:
                 out.append((f"(a) {label} >= 1.5x fastest durable peer ({peer})",
                             _ratio(fa[field], v), verdict(fa[field] >= 1.5 * v)))
     else:

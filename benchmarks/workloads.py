@@ -115,10 +115,10 @@ def run_throughput_once(factory: Callable[[], Adapter], w: Throughput, n: int,
         else:
             threads = [threading.Thread(target=produce, args=(i,)) for i in range(w.producers)]
             t0 = clock()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
             put_s = clock() - t0
         if errors:
             raise errors[0]
@@ -179,15 +179,20 @@ def _fc_args(root: str, capacity: int, **kw: Any) -> tuple[tuple, dict[str, Any]
             dict(capacity=capacity, **kw))
 
 
-def _fill(ch: Any, n: int, size: int, batch: int, progress: Callable[[int], None] | None = None
-          ) -> None:
+def _fill(ch: Any, n: int, size: int, batch: int, label: str = "") -> None:
+    """Put n events in batches; with a label, report progress on stderr."""
     from fchannel import Event
     pool = [Event(b) for b in _pool(n, size)]
+    step = max(1, n // batch // 10)
+    t0 = time.perf_counter()
     for i, b in enumerate(_batches(pool, n, batch, 0)):
         with ch.transaction() as tx:
             tx.put_batch(b)
-        if progress and i % 100 == 0:
-            progress(i * batch)
+        if label and i % step == step - 1:
+            done = (i + 1) * batch
+            sys.stderr.write(f"  {label}: {done:,}/{n:,} put "
+                             f"({done / (time.perf_counter() - t0):,.0f} ev/s)\n")
+            sys.stderr.flush()
 
 
 def _worker(task: str, spec: dict[str, Any], env: dict[str, str] | None = None,
@@ -205,13 +210,15 @@ def _worker(task: str, spec: dict[str, Any], env: dict[str, str] | None = None,
 def _read_json_line(p: subprocess.Popen, timeout: float) -> dict[str, Any]:
     """The first stdout line of a worker, as JSON (bounded wait)."""
     box: list[str] = []
-    t = threading.Thread(target=lambda: box.append(p.stdout.readline()), daemon=True)
+    stdout = p.stdout
+    assert stdout is not None
+    t = threading.Thread(target=lambda: box.append(stdout.readline()), daemon=True)
     t.start()
     t.join(timeout)
     if not box or not box[0].strip():
         p.kill()
         p.wait()
-        raise RuntimeError(f"worker {p.args[3]} gave no result (exit {p.returncode})")
+        raise RuntimeError(f"worker {p.args!r} gave no result (exit {p.returncode})")
     return json.loads(box[0])
 
 
@@ -270,7 +277,7 @@ def run_checkpoint_pause(n: int, checkpoints: int, base_dir: str) -> dict[str, A
         ch = cls(*args, **kw)
         try:
             t0 = time.perf_counter()
-            _fill(ch, n, 256, 1000)
+            _fill(ch, n, 256, 1000, "(f) fill")
             fill_s = time.perf_counter() - t0
             from fchannel import Event
             pool = [Event(b) for b in _pool(1024, 256)]
@@ -369,7 +376,7 @@ def worker_main(argv: list[str]) -> int:
         args, kw = _fc_args(spec["root"], n + 1024, fsync_per_transaction=True)
         ch = cls(*args, **kw)
         t0 = time.perf_counter()
-        _fill(ch, n, 256, 1000)
+        _fill(ch, n, 256, 1000, "(e) fill")
         ch.checkpoint()
         print(json.dumps({"fill_s": time.perf_counter() - t0, "size": ch.size}), flush=True)
         sys.stdin.readline()        # wait for the parent's SIGKILL (EOF ends it)
@@ -390,7 +397,7 @@ def worker_main(argv: list[str]) -> int:
         gc.collect()
         empty = rss_bytes()
         t0 = time.perf_counter()
-        _fill(ch, n, 256, 10_000)
+        _fill(ch, n, 256, 10_000, "(g) fill")
         fill_s = time.perf_counter() - t0
         gc.collect()
         full = rss_bytes()
