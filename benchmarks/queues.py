@@ -13,7 +13,9 @@ Durability settings, so that "durable" means the same thing for everyone
   offset in a second file, also fdatasync'd.  The disk limit, not a queue.
 - persist-queue ``SQLiteAckQueue``: its defaults (WAL, synchronous=FULL); it
   has no batch API and forces autocommit, so every put is a commit and every
-  take is a ``get`` plus an ``ack`` (two commits).
+  take is a ``get`` plus an ``ack`` (two commits); after each batch of takes
+  ``clear_acked_data(keep_latest=0)`` deletes the acked rows (one more commit),
+  without which each ``get`` scans every acked row before the head.
 - diskcache ``Deque``: a ``Cache`` with ``sqlite_synchronous=2`` (FULL; the
   default, NORMAL, does not sync WAL commits), batches inside ``transact()``.
 - sqlite3: WAL, synchronous=FULL, one ``BEGIN IMMEDIATE`` ... ``COMMIT`` per
@@ -156,6 +158,10 @@ class PersistQueueAck(Adapter):
                 break
             q.ack(id=item["pqid"])
             k += 1
+        if k:
+            # acked rows stay in the table until cleared, and every get() scans
+            # past them: clear them as its documentation advises (one commit)
+            q.clear_acked_data(keep_latest=0)
         return k
 
     def close(self):

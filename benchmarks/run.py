@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import sqlite3
 import sys
 import tempfile
@@ -104,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     base = args.dir or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     os.makedirs(base, exist_ok=True)
     work = tempfile.mkdtemp(prefix=".bench-", dir=base)
+    # a SIGTERM unwinds like Ctrl-C, so the queues' directory is removed
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         res = _run(args, scale, wanted, wl, work)
     finally:
