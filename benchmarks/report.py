@@ -125,6 +125,21 @@ def markdown(res: dict[str, Any], names: dict[str, str]) -> str:
         "fastest durable peer measured in the same run. Each run opens a fresh queue in a "
         "new directory under the benchmark directory.",
         "",
+        "How each queue is driven (see `benchmarks/queues.py`): \"durable\" means the "
+        "commit has reached the disk when it returns. Raw baselines append length-prefixed "
+        "records with `os.write`, then `os.fdatasync` per batch (or no sync); a take "
+        "stores its read offset in a second file, fdatasync'd. persist-queue "
+        "`SQLiteAckQueue` (its defaults: WAL, synchronous=FULL) has no batch API and forces "
+        "autocommit, so a batch is one commit per put, or a `get` plus an `ack` per take "
+        "and then `clear_acked_data()`; its latency column is that of the whole batch, and "
+        "it runs a tenth of the events in (a) and (b). diskcache `Deque` uses a `Cache` "
+        "with `sqlite_synchronous=2` (FULL), a batch inside `transact()`. sqlite3: WAL, "
+        "synchronous=FULL, one `BEGIN IMMEDIATE`...`COMMIT` per batch. lmdb: `sync=True`, "
+        "big-endian sequence-number keys, `putmulti(append=True)`, takes from the first "
+        "key. FileChannel: `fsync_per_transaction=True`, one data directory. "
+        "MemoryChannel keeps nothing on disk. The pure rows run in a child process with "
+        "`FCHANNEL_NO_EXTENSIONS=1`.",
+        "",
         "## Machine and versions",
         "",
         "| | |",

@@ -81,11 +81,54 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "or -scale<F> for other scales)")
     p.add_argument("--note", default="", help="a sentence for the results file")
     p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--render", metavar="RESULTS.json",
+                   help="measure nothing: rewrite the .md and .png next to a results .json")
     return p.parse_args(argv)
+
+
+def _write(res: dict[str, Any], out: str, stem: str, plot: bool) -> str:
+    names = dict(NAMES)
+    png = os.path.join(out, stem + ".png")
+    if plot:
+        try:
+            report.plot(res, names, png)
+            res["meta"]["plot"] = os.path.basename(png)
+        except ImportError:
+            _log("matplotlib not installed: no plot")
+    md = os.path.join(out, stem + ".md")
+    with open(md, "w", encoding="utf-8") as f:
+        f.write(report.markdown(res, names))
+    with open(os.path.join(out, stem + ".json"), "w", encoding="utf-8") as f:
+        json.dump(res, f, indent=1, sort_keys=True)
+    return md
+
+
+def _command(argv: list[str]) -> str:
+    """The command line, with the --note text (printed separately) elided."""
+    shown, skip = [], False
+    for a in argv:
+        if skip:
+            shown.append("...")
+            skip = False
+        elif a == "--note":
+            shown.append(a)
+            skip = True
+        elif a.startswith("--note="):
+            shown.append("--note=...")
+        else:
+            shown.append(shlex.quote(a))
+    return " ".join(["python -m benchmarks", *shown])
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render:
+        with open(args.render, encoding="utf-8") as f:
+            res = json.load(f)
+        out, name = os.path.split(os.path.abspath(args.render))
+        print(_write(res, out, name[:-len(".json")] if name.endswith(".json") else name,
+                     not args.no_plot))
+        return 0
     scale = 0.1 if args.quick else args.scale
     if scale <= 0 or args.repeats < 1:
         print("scale must be > 0 and repeats >= 1", file=sys.stderr)
@@ -114,26 +157,13 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     res["meta"].update({
         "date": date, "scale": scale, "repeats": args.repeats,
-        "command": "python -m benchmarks " + " ".join(shlex.quote(a) for a in (
-            argv if argv is not None else sys.argv[1:])),
+        "command": _command(argv if argv is not None else sys.argv[1:]),
         "note": args.note,
         "limits": "" if file_channel_class() else
         "FileChannel was not available in this build, so the FileChannel rows, the targets "
         "and workloads (e)-(g) are not measured in this file.",
     })
-    names = dict(NAMES)
-    png = os.path.join(args.out, stem + ".png")
-    if not args.no_plot:
-        try:
-            report.plot(res, names, png)
-            res["meta"]["plot"] = os.path.basename(png)
-        except ImportError:
-            _log("matplotlib not installed: no plot")
-    md = os.path.join(args.out, stem + ".md")
-    with open(md, "w", encoding="utf-8") as f:
-        f.write(report.markdown(res, names))
-    with open(os.path.join(args.out, stem + ".json"), "w", encoding="utf-8") as f:
-        json.dump(res, f, indent=1, sort_keys=True)
+    md = _write(res, args.out, stem, not args.no_plot)
     _log(f"wrote {md}")
     print(md)
     return 0

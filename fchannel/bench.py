@@ -456,7 +456,8 @@ def write_plot(r: dict[str, Any], path: str) -> None:
     ax.set_yscale("log")
     cfg = r["config"]
     ax.set_title(f"fchannel bench: {r['channel']} ({r['implementation']}), "
-                 f"{cfg['event_size']} B x batch {cfg['batch_size']}, fsync {cfg['fsync']}")
+                 f"{cfg['event_size']} B x batch {cfg['batch_size']}"
+                 + (f", fsync per {cfg['fsync']}" if r["channel"] == "file" else ""))
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
