@@ -185,7 +185,8 @@ def markdown(res: dict[str, Any], names: dict[str, str]) -> str:
         if key not in res:
             continue
         r = res[key]
-        lines += [f"## ({key}) {OTHER[key]}", ""]
+        lines += [f"## ({key}) {OTHER[key]}"
+                  + (f" (this run: {r['events']:,} events)" if "events" in r else ""), ""]
         if "skipped" in r:
             lines += [f"Skipped: {r['skipped']}", ""]
             continue

@@ -430,6 +430,8 @@ def format_table(r: dict[str, Any]) -> str:
         lines.append(f"reopen/replay with {r.get('size_after_put', 0):,} queued: "
                      f"{_ms(r['reopen_s'])} ms (close took {_ms(r['close_s'])} ms; "
                      f"{r['size_after_reopen']:,} events after reopen)")
+    if cfg["concurrent"]:
+        lines.append("concurrent: put and take rates are over the same wall time")
     if r.get("lost_events"):
         lines.append(f"WARNING: {r['lost_events']:,} events put but not taken")
     lines.append("transaction latency: begin to commit return; MB/s: event bodies, 10^6 B")
