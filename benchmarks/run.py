@@ -81,6 +81,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "or -scale<F> for other scales)")
     p.add_argument("--note", default="", help="a sentence for the results file")
     p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--limits", metavar="TEXT|@FILE",
+                   help="markdown put under the targets table: what limits a missed target, "
+                        "with profile evidence (with --render: rewrite it)")
     p.add_argument("--render", metavar="RESULTS.json",
                    help="measure nothing: rewrite the .md and .png next to a results .json")
     return p.parse_args(argv)
@@ -101,6 +104,13 @@ def _write(res: dict[str, Any], out: str, stem: str, plot: bool) -> str:
     with open(os.path.join(out, stem + ".json"), "w", encoding="utf-8") as f:
         json.dump(res, f, indent=1, sort_keys=True)
     return md
+
+
+def _text(arg: str) -> str:
+    if arg.startswith("@"):
+        with open(arg[1:], encoding="utf-8") as f:
+            return f.read().strip()
+    return arg
 
 
 def _command(argv: list[str]) -> str:
@@ -125,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         with open(args.render, encoding="utf-8") as f:
             res = json.load(f)
+        if args.limits:
+            res["meta"]["limits"] = _text(args.limits)
         out, name = os.path.split(os.path.abspath(args.render))
         print(_write(res, out, name[:-len(".json")] if name.endswith(".json") else name,
                      not args.no_plot))
@@ -159,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": date, "scale": scale, "repeats": args.repeats,
         "command": _command(argv if argv is not None else sys.argv[1:]),
         "note": args.note,
-        "limits": "" if file_channel_class() else
+        "limits": _text(args.limits) if args.limits else "" if file_channel_class() else
         "FileChannel was not available in this build, so the FileChannel rows, the targets "
         "and workloads (e)-(g) are not measured in this file.",
     })
