@@ -7,6 +7,14 @@ from typing import Any
 from benchmarks.workloads import OTHER, THROUGHPUT
 
 DURABLE_PEERS = ("persist-queue", "diskcache", "sqlite", "lmdb")
+# report order: baselines, peers, fchannel (JSON round trips sort the keys)
+ORDER = ["raw-sync", "raw-nosync", "persist-queue", "diskcache", "sqlite", "lmdb",
+         "memory", "file", "memory-pure", "file-pure"]
+
+
+def ordered(rows: dict[str, Any]) -> list[tuple[str, Any]]:
+    return sorted(rows.items(), key=lambda kv: (ORDER.index(kv[0]) if kv[0] in ORDER
+                                                else len(ORDER), kv[0]))
 
 
 def _eps(x: float) -> str:
@@ -167,7 +175,7 @@ def markdown(res: dict[str, Any], names: dict[str, str]) -> str:
                   "| take vs raw+fdatasync | put vs fastest peer |",
                   "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: |"]
         _peer, best = fastest_peer(rows, "put_eps")
-        for k, r in rows.items():
+        for k, r in ordered(rows):
             name = names.get(k, k)
             if "skipped" in r:
                 lines.append(f"| {name} | skipped: {r['skipped']} |" + " |" * 9)
@@ -250,7 +258,7 @@ def plot(res: dict[str, Any], names: dict[str, str], path: str) -> None:
         return
     fig, axes = plt.subplots(len(keys), 1, figsize=(11, 3.4 * len(keys)), squeeze=False)
     for ax, key in zip(axes[:, 0], keys, strict=True):
-        rows = {k: r for k, r in tp[key].items() if "put_eps" in r}
+        rows = {k: r for k, r in ordered(tp[key]) if "put_eps" in r}
         labels = [names.get(k, k) for k in rows]
         xs = range(len(rows))
         if key in ("c",):

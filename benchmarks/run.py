@@ -36,8 +36,7 @@ NAMES = {
     "memory-pure": "fchannel MemoryChannel (pure)",
     "file-pure": "fchannel FileChannel (pure)",
 }
-ALL_QUEUES = ["raw-sync", "raw-nosync", "persist-queue", "diskcache", "sqlite", "lmdb",
-              "memory", "file", "memory-pure", "file-pure"]
+ALL_QUEUES = report.ORDER
 
 
 def _log(msg: str) -> None:
