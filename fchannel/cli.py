@@ -17,6 +17,7 @@ import fchannel
 _SUBCOMMANDS: list[str] = [
     "fchannel.file.tools",
     "fchannel.agent.command",
+    "fchannel.bench",
 ]
 
 
