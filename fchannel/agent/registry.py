@@ -170,6 +170,8 @@ def _builtins() -> None:
              aliases=("org.apache.flume.sink.NullSink",))
     register("sink", "file_roll", snk + "file_roll:RollingFileSink",
              aliases=("org.apache.flume.sink.RollingFileSink",))
+    register("sink", "hdfs", snk + "hdfs:HDFSEventSink",
+             aliases=("org.apache.flume.sink.hdfs.HDFSEventSink",))
 
     from fchannel.agent import interceptors
     for tname, cls in interceptors.INTERCEPTORS.items():
