@@ -366,6 +366,8 @@ class HDFSEventSink(Sink):
                 for f in touched:
                     f.writer.flush()
                 held.writing = False
+                for f in [f for f in self._files.values() if self._full(f)]:
+                    self._close_file(f)
                 if self._held_events >= self.max_held:
                     self._commit_all("held events reached %d" % self.max_held)
                 self._commit_ready()
