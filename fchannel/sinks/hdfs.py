@@ -554,7 +554,7 @@ class HDFSEventSink(Sink):
         if self.held_mode:
             try:
                 f.writer.close()
-                self._commit(f)
+                self._commit_unique(f)
             except Exception:
                 self._pending.append(f)  # so that _abort discards it
                 raise
@@ -588,19 +588,28 @@ class HDFSEventSink(Sink):
             del self.committed_files[:5000]
         self.log.info("committed %s (%d events)", f.handle.final_path, f.count)
 
-    def _try_commit(self, f: _File) -> bool:
-        try:
+    def _commit_unique(self, f: _File) -> None:
+        """Commit; at least once, a name found taken is replaced by the next one."""
+        for _ in range(100):
             try:
                 self._commit(f)
+                return
             except CommitConflict:
-                # at least once: another name for the same durable data
+                if f.tp is not None:
+                    raise
                 self._counter += 1
-                d = f.handle.final_path.rsplit("/", 1)
+                old = f.handle.final_path
+                d = old.rsplit("/", 1)
                 base = f.name_stub.rsplit(".", 1)[0] if "." in f.name_stub else f.name_stub
                 f.name_stub = f"{base}.{self._counter}"
                 name = self._final_name(f)
                 f.handle.final_path = d[0] + "/" + name if len(d) == 2 else name
-                self._commit(f)
+                self.log.warning("%s exists: committing as %s", old, name)
+        raise OSError(f"no free name for {f.handle.tmp_path}")
+
+    def _try_commit(self, f: _File) -> bool:
+        try:
+            self._commit_unique(f)
             return True
         except Exception as exc:
             f.attempts += 1
