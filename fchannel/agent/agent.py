@@ -28,6 +28,10 @@ class Agent:
         self._started = False
         self._stopped = threading.Event()
         self._lock = threading.Lock()
+        # only what was started is stopped (a source never started must not,
+        # say, overwrite its position file with nothing)
+        self._started_sinks: list[Any] = []
+        self._started_sources: list[Any] = []
 
     @classmethod
     def from_properties(cls, props: Mapping[str, str], name: str) -> Agent:
@@ -70,8 +74,8 @@ class Agent:
             ch = self.parts.channels[name]
             logging.getLogger(f"fchannel.channel.{name}").info(
                 "started: %s (size %s of %s)", type(ch).__name__, ch.size, ch.capacity)
-        started_sinks = []
-        started_sources = []
+        started_sinks = self._started_sinks
+        started_sources = self._started_sources
         try:
             for r in self.parts.sink_runners:
                 r.start()
@@ -83,11 +87,7 @@ class Agent:
                 started_sources.append(sr)
                 sr.source.log.info("started")
         except BaseException:
-            for sr in reversed(started_sources):
-                sr.stop()
-            for r in reversed(started_sinks):
-                r.stop()
-            self._close_channels()
+            self.stop()
             raise
         self._started = True
         log.info("agent %r started: %d channel(s), %d sink runner(s), %d source(s)",
@@ -100,13 +100,13 @@ class Agent:
             if self._stopped.is_set():
                 return
             log.info("agent %r stopping", self.name)
-            for sr in self.parts.source_runners:
+            for sr in self._started_sources:
                 try:
                     sr.stop()
                     sr.source.log.info("stopped")
                 except Exception:
                     sr.source.log.exception("error while stopping")
-            for r in self.parts.sink_runners:
+            for r in self._started_sinks:
                 try:
                     r.stop()
                     r.processor.log.info("stopped")

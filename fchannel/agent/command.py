@@ -3,8 +3,10 @@
     fchannel agent --conf-file example.conf --name a1 [--monitoring http --port 34545]
 
 Flume's spellings work too: ``-f``/``-n``, ``-c DIR`` (accepted and unused:
-there is no classpath here), and ``-Dflume.monitoring.type=http
--Dflume.monitoring.port=34545``.  SIGTERM or SIGINT stops the agent cleanly
+there is no classpath here), ``-Dflume.monitoring.type=http
+-Dflume.monitoring.port=34545``, and
+``-DpropertiesImplementation=org.apache.flume.node.EnvVarResolverProperties``
+(``${NAME}`` in values is replaced by environment variable NAME).  SIGTERM or SIGINT stops the agent cleanly
 (exit status 0); a configuration problem exits with status 2 after listing
 every problem.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -86,12 +89,16 @@ def _monitoring(args: argparse.Namespace) -> tuple[str | None, int | None]:
 
 def run(args: argparse.Namespace) -> int:
     from fchannel.agent.agent import Agent
+    from fchannel.agent.properties import ENV_RESOLVER, load_properties, resolve_env
 
     setup_logging(args.log_level)
     log = logging.getLogger("fchannel.agent")
     try:
         kind, port = _monitoring(args)
-        agent = Agent.from_file(args.conf_file, args.name)
+        props = load_properties(args.conf_file)
+        if f"propertiesImplementation={ENV_RESOLVER}" in args.defines:
+            props = resolve_env(props, os.environ)
+        agent = Agent.from_properties(props, args.name)
     except ConfigError as exc:
         log.error("%s", exc)
         return 2

@@ -112,6 +112,30 @@ def load_properties(path: str) -> dict[str, str]:
     return parse_properties(text)
 
 
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+ENV_RESOLVER = "org.apache.flume.node.EnvVarResolverProperties"
+
+
+def resolve_env(props: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, str]:
+    """Flume's EnvVarResolverProperties: ``${NAME}`` in a value becomes the
+    environment variable NAME; a reference to an unset variable is an error
+    naming the key."""
+    out: dict[str, str] = {}
+    missing: list[str] = []
+    for k, v in props.items():
+        def sub(m: re.Match[str], key: str = k) -> str:
+            name = m.group(1)
+            if name not in environ:
+                missing.append(f"{key} = {props[key]!r}: environment variable {name} is not set")
+                return m.group(0)
+            return environ[name]
+        out[k] = _ENV_REF.sub(sub, v)
+    if missing:
+        raise ConfigError("; ".join(missing))
+    return out
+
+
 _SPLIT = re.compile(r"\s+")
 
 

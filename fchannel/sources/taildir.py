@@ -107,6 +107,7 @@ class TaildirSource(PollableSource):
         self.files: dict[int, TailFile] = {}
         self._last_pos_write = 0.0
         self._pending: tuple[TailFile, list[Event], int] | None = None
+        self._started = False
 
     # ---- discovery ------------------------------------------------------------
     def _matched(self) -> dict[int, tuple[str, str]]:
@@ -167,6 +168,7 @@ class TaildirSource(PollableSource):
                     self.log.info("finishing rotated file %s (was %s) from byte %d",
                                   found, old_path, pos)
                     self.files[inode] = TailFile(inode, found, pos, group, gone=True)
+        self._started = True
         self.log.info("tailing %d file(s)", len(self.files))
 
     def _refresh(self) -> None:
@@ -306,6 +308,9 @@ class TaildirSource(PollableSource):
         atomic_write(self.position_file, json.dumps(doc).encode())
 
     def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
         try:
             self.write_positions()
         except OSError as exc:

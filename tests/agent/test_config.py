@@ -234,3 +234,27 @@ def test_file_channel_type_is_known():
     msg = problems_of(GOOD.replace("a1.channels.c1.type = memory",
                                    "a1.channels.c1.type = file"))
     assert "a1.channels.c1" in msg and "FileChannel" in msg
+
+
+def test_environment_variables_with_flumes_resolver_flag(agents, tmp_path, monkeypatch):
+    from tests.agent.helpers import free_port, send_lines
+    port = free_port()
+    monkeypatch.setenv("NC_PORT", str(port))
+    conf = tmp_path / "env.properties"
+    conf.write_text("a1.sources = r1\na1.channels = c1\na1.sinks = k1\n"
+                    "a1.sources.r1.type = netcat\na1.sources.r1.bind = 127.0.0.1\n"
+                    "a1.sources.r1.port = ${NC_PORT}\na1.sources.r1.channels = c1\n"
+                    "a1.channels.c1.type = memory\n"
+                    "a1.sinks.k1.type = logger\na1.sinks.k1.channel = c1\n")
+    agent = agents(conf, "a1", tmp_path, [
+        "-DpropertiesImplementation=org.apache.flume.node.EnvVarResolverProperties"])
+    assert send_lines(port, [b"via env"]) == [b"OK"]
+    assert agent.terminate() == 0
+
+
+def test_unset_environment_variable_is_named():
+    from fchannel.agent.properties import resolve_env
+    with pytest.raises(ConfigError, match=r"a1.sources.r1.port = '\$\{NOPE\}': environment "
+                                          "variable NOPE is not set"):
+        resolve_env({"a1.sources.r1.port": "${NOPE}"}, {})
+    assert resolve_env({"k": "x${A}y"}, {"A": "1"}) == {"k": "x1y"}

@@ -301,3 +301,47 @@ def test_lines_in_reads_every_rolled_file(tmp_path: Path):
     (tmp_path / "1").write_text("a\nb\n")
     (tmp_path / "2").write_text("c\n")
     assert lines_in(tmp_path) == ["a", "b", "c"]
+
+
+def test_a_failed_agent_start_leaves_taildir_positions_alone(tmp_path):
+    import socket
+
+    from fchannel.agent.agent import Agent
+    from fchannel.agent.properties import parse_properties
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "a.log").write_text("x\n")
+    pos = tmp_path / "pos.json"
+    pos.write_text('[{"inode": 1, "pos": 7, "file": "/elsewhere/a.log"}]')
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        agent = Agent.from_properties(parse_properties(f"""
+a1.sources = nc tail
+a1.channels = c1
+a1.sources.tail.type = TAILDIR
+a1.sources.tail.filegroups = f
+a1.sources.tail.filegroups.f = {logs}/.*
+a1.sources.tail.positionFile = {pos}
+a1.sources.tail.channels = c1
+a1.sources.nc.type = netcat
+a1.sources.nc.bind = 127.0.0.1
+a1.sources.nc.port = {port}
+a1.sources.nc.channels = c1
+a1.channels.c1.type = memory
+"""), "a1")
+        with pytest.raises(OSError):
+            agent.start()
+    assert pos.read_text() == '[{"inode": 1, "pos": 7, "file": "/elsewhere/a.log"}]'
+
+
+def test_spooldir_without_its_directory_fails_to_start_naming_it(agents, tmp_path):
+    conf = write_conf(tmp_path / "a.properties",
+                      "a1.sources = r1\na1.channels = c1\na1.sources.r1.type = spooldir\n"
+                      "a1.sources.r1.spoolDir = ./missing\na1.sources.r1.channels = c1\n"
+                      "a1.channels.c1.type = memory\n")
+    agent = agents(conf, "a1", tmp_path, wait_started=False)
+    assert agent.proc.wait(30) == 1
+    assert "spoolDir './missing' is not a directory" in agent.output()
+    agent.stop()
