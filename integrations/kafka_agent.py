@@ -48,10 +48,11 @@ import re
 import threading
 from typing import Any
 
+from fchannel.integrations.kafka import KafkaSpooler, ProducerTarget
+
 from fchannel.agent.component import BatchSink, EventDrivenSource
 from fchannel.agent.properties import Context
 from fchannel.errors import ConfigError
-from fchannel.integrations.kafka import KafkaSpooler, ProducerTarget
 
 __all__ = ["KafkaSink", "KafkaSource", "client_settings", "register"]
 
@@ -61,7 +62,7 @@ _INT = re.compile(r"^-?\d+$")
 def client_settings(ctx: Context) -> dict[str, Any]:
     """Flume-style ``a.b.c = v`` client properties as kafka-python kwargs."""
     out: dict[str, Any] = {}
-    for key in ctx.keys():
+    for key in ctx:
         raw = ctx.get(key)
         value: Any = raw.strip()
         if _INT.match(value):

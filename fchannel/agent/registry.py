@@ -162,6 +162,9 @@ def _builtins() -> None:
              aliases=("org.apache.flume.source.SpoolDirectorySource",))
     register("source", "taildir", src + "taildir:TaildirSource",
              aliases=("org.apache.flume.source.taildir.TaildirSource",))
+    register("source", "grpc", "fchannel.rpc.source:GrpcSource")  # multi-hop (fchannel.rpc)
+    register("source", "kafka", "fchannel.integrations.kafka_agent:KafkaSource",
+             aliases=("org.apache.flume.source.kafka.KafkaSource",))
 
     snk = "fchannel.sinks."
     register("sink", "logger", snk + "logger:LoggerSink",
@@ -170,6 +173,9 @@ def _builtins() -> None:
              aliases=("org.apache.flume.sink.NullSink",))
     register("sink", "file_roll", snk + "file_roll:RollingFileSink",
              aliases=("org.apache.flume.sink.RollingFileSink",))
+    register("sink", "grpc", "fchannel.rpc.sink:GrpcSink")  # multi-hop (fchannel.rpc)
+    register("sink", "kafka", "fchannel.integrations.kafka_agent:KafkaSink",
+             aliases=("org.apache.flume.sink.kafka.KafkaSink",))
     register("sink", "hdfs", snk + "hdfs:HDFSEventSink",
              aliases=("org.apache.flume.sink.hdfs.HDFSEventSink",))
 

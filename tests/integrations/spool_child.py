@@ -28,10 +28,10 @@ def main() -> None:
     logging.basicConfig(filename=os.path.join(root, f"child-{os.getpid()}.log"),
                         level=getattr(logging, os.environ.get("SPOOL_CHILD_LOG", "INFO")),
                         format="%(asctime)s %(threadName)s %(name)s %(message)s")
+    from fchannel.integrations.kafka import KafkaSpooler
     from kafka import ConsumerRebalanceListener, KafkaConsumer
 
     from fchannel import FileChannel
-    from fchannel.integrations.kafka import KafkaSpooler
 
     class Report(ConsumerRebalanceListener):
         def on_partitions_revoked(self, revoked):

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import pytest
+from fchannel.integrations.kafka_agent import register
 
 from fchannel.agent import Agent
 from fchannel.agent.properties import parse_properties
-from fchannel.integrations.kafka_agent import register
 from tests.conftest import wait_for
 
 register()

@@ -10,12 +10,11 @@ import random
 import time
 
 import pytest
+from kafka import KafkaConsumer, TopicPartition  # noqa: E402
 
 from fchannel import FileChannel
 from tests.conftest import wait_for
 from tests.helpers import Child
-
-from kafka import KafkaConsumer, TopicPartition  # noqa: E402
 
 pytestmark = pytest.mark.crash
 

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import pytest
+from fchannel.integrations.kafka import ProducerTarget, drain, drain_all
 from kafka import KafkaProducer
 
 from fchannel import ConfigError, Event, FileChannel
-from fchannel.integrations.kafka import ProducerTarget, drain, drain_all
 
 
 @pytest.fixture
