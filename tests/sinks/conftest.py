@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import os
 import socket
+import uuid
 
 import pytest
 
@@ -23,12 +24,14 @@ class S3Endpoint:
     def __init__(self, url: str) -> None:
         self.url = url
         self._n = itertools.count()
+        self._tag = uuid.uuid4().hex[:8]
         import boto3
         self.client = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
                                    aws_access_key_id=KEY, aws_secret_access_key=SECRET)
 
     def bucket(self) -> str:
-        name = f"fchannel-{os.getpid()}-{next(self._n)}"
+        # unique across endpoints too: moto's backends are shared by the whole process
+        name = f"fchannel-{os.getpid()}-{self._tag}-{next(self._n)}"
         self.client.create_bucket(Bucket=name)
         return name
 
