@@ -7,8 +7,8 @@ Properties (Flume's names; times in seconds, sizes in bytes):
   :mod:`fchannel.sinks._pathescape`): ``file:///data/%Y/%m/%d``,
   ``hdfs://nn:8020/logs/%{topic}``, ``webhdfs://...``, ``s3://bucket/%Y%m%d``
 - ``hdfs.filePrefix`` (``FlumeData``; escapes allowed), ``hdfs.fileSuffix`` ('')
-- ``hdfs.inUsePrefix`` (''), ``hdfs.inUseSuffix`` (``.tmp``): the name of a file
-  while it is written
+- ``hdfs.inUsePrefix`` (''), ``hdfs.inUseSuffix`` (``.tmp``;
+  ``hdfs.emptyInUseSuffix = true`` for none): the name of a file while it is written
 - ``hdfs.rollInterval`` (30; 0 never), ``hdfs.rollSize`` (1024 bytes of event
   bodies; 0 never), ``hdfs.rollCount`` (10 events; 0 never), ``hdfs.idleTimeout``
   (0: never closes an idle file)
@@ -166,6 +166,8 @@ class HDFSEventSink(Sink):
         self.suffix = ctx.string("hdfs.fileSuffix", "") or ""
         self.in_use_prefix = ctx.string("hdfs.inUsePrefix", "") or ""
         self.in_use_suffix = ctx.string("hdfs.inUseSuffix", ".tmp") or ""
+        if ctx.boolean("hdfs.emptyInUseSuffix", False):   # Flume 1.9
+            self.in_use_suffix = ""
         self.roll_interval = ctx.number("hdfs.rollInterval", 30.0, minimum=0)
         self.roll_size = ctx.integer("hdfs.rollSize", 1024, minimum=0)
         self.roll_count = ctx.integer("hdfs.rollCount", 10, minimum=0)
@@ -378,7 +380,13 @@ class HDFSEventSink(Sink):
         except Exception as exc:
             self._fail(exc, n, tx)
         if not self.held_mode:
-            tx.commit()
+            try:
+                tx.commit()   # the batch is durable: a failure here only repeats it
+            except Exception:
+                if tx.state == "OPEN":
+                    tx.rollback()
+                tx.close()
+                raise
             tx.close()
             self._count_done(n, want)
             for f in [f for f in self._files.values() if self._full(f)]:
