@@ -290,3 +290,28 @@ def test_held_mode_write_failure_rolls_back_every_held_take(tmp_path, monkeypatc
     drain(s)
     s.stop()
     assert bodies(files(tmp_path), "parquet") == [b"e%d" % i for i in range(10)]
+
+
+def test_held_takes_are_capped_at_half_the_channel(tmp_path):
+    ch = channel(capacity=40, tx=10)
+    s = make_sink(ch, **base(tmp_path, serializer="parquet", **{"hdfs.batchSize": "10"}))
+    assert s.max_held == 20
+    put(ch, evs(30))
+    assert s.process() is Status.READY and len(s._held) == 1 and not files(tmp_path)[0].name \
+        .endswith(".parquet")
+    assert s.process() is Status.READY   # 20 held: every open file is committed
+    assert not s._held and [p.name.endswith(".parquet") for p in files(tmp_path)] == [True]
+    s.stop()
+
+
+def test_empty_in_use_suffix_and_in_use_prefix(tmp_path):
+    ch = channel()
+    s = make_sink(ch, **base(tmp_path, **{"hdfs.emptyInUseSuffix": "true",
+                                          "hdfs.inUsePrefix": "_"}))
+    put(ch, evs(2))
+    drain(s)
+    (f,) = files(tmp_path)
+    assert f.name.startswith("_FlumeData.") and "." not in f.name[len("_FlumeData."):]
+    s.stop()
+    (f,) = files(tmp_path)
+    assert f.name.startswith("FlumeData.")
