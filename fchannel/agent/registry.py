@@ -176,6 +176,8 @@ def _builtins() -> None:
     register("sink", "grpc", "fchannel.rpc.sink:GrpcSink")  # multi-hop (fchannel.rpc)
     register("sink", "kafka", "fchannel.integrations.kafka_agent:KafkaSink",
              aliases=("org.apache.flume.sink.kafka.KafkaSink",))
+    register("sink", "hdfs", snk + "hdfs:HDFSEventSink",
+             aliases=("org.apache.flume.sink.hdfs.HDFSEventSink",))
 
     from fchannel.agent import interceptors
     for tname, cls in interceptors.INTERCEPTORS.items():

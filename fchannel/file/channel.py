@@ -114,6 +114,10 @@ class _Gate:
             if self._shared == 0:
                 self._cond.notify_all()
 
+    def busy(self) -> bool:
+        """More than one commit is in flight (a hint, read without the lock)."""
+        return self._shared > 1
+
     def enter_exclusive(self) -> None:
         with self._cond:
             while self._exclusive:
@@ -625,7 +629,7 @@ class FileChannel:
             synced = False
             try:
                 if self._fsync_per_transaction:
-                    self._log.sync(fid, end)
+                    self._log.sync(fid, end, self._gate.busy())
                 synced = True
             finally:
                 # enqueue in commit order; a commit whose sync failed only gives
@@ -662,7 +666,7 @@ class FileChannel:
                 self._check_open()
                 _p, fid, end = self._log.write(tx._dir, buf, None)
             if self._fsync_per_transaction:
-                self._log.sync(fid, end)
+                self._log.sync(fid, end, self._gate.busy())
             with self._cond:
                 if tx._marks:
                     self._marks.update(tx._marks)

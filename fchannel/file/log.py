@@ -341,9 +341,10 @@ class Log:
         self.bytes_written += len(data)
 
     # ---- syncing -------------------------------------------------------------------
-    def sync(self, file_id: int, offset: int) -> None:
+    def sync(self, file_id: int, offset: int, others: bool = False) -> None:
         """Return once ``file_id`` is on disk up to *offset*.  Concurrent callers
-        share one fdatasync (group commit)."""
+        share one fdatasync (group commit); *others* says other commits are in
+        flight, worth letting write first so the same fdatasync covers them."""
         for w in self.writers:
             if w is not None and w.info.file_id == file_id:
                 break
@@ -357,9 +358,10 @@ class Log:
                 w.syncing = True
                 w.cond.release()
                 try:
-                    # let committers that are ready to write go first, so this
-                    # one fdatasync covers them too (costs nothing when alone)
-                    time.sleep(0)
+                    if others:
+                        # let committers that are ready to write go first, so this
+                        # one fdatasync covers them too
+                        time.sleep(0)
                     target = w.offset
                     codec.fdatasync(w.fd)
                     self.syncs += 1

@@ -121,8 +121,8 @@ def test_missing_required_property_names_the_key_and_the_type():
 
 def test_unsupported_flume_class_is_named():
     msg = problems_of(GOOD.replace("a1.sinks.k1.type = null",
-                                   "a1.sinks.k1.type = org.apache.flume.sink.hdfs.HDFSEventSink"))
-    assert ("a1.sinks.k1.type = 'org.apache.flume.sink.hdfs.HDFSEventSink': unsupported "
+                                   "a1.sinks.k1.type = org.apache.flume.sink.hbase.HBaseSink"))
+    assert ("a1.sinks.k1.type = 'org.apache.flume.sink.hbase.HBaseSink': unsupported "
             "Flume sink type") in msg
 
 
