@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from fchannel.agent import Interceptor
+
 grpc = pytest.importorskip("grpc")
 
 from fchannel import Event  # noqa: E402
@@ -329,14 +331,11 @@ leaf.sinks.k1.ssl.key = {certs}/client.key
     assert [e.body for e in drain(col.channels["c1"])] == [b"mutual"]
 
 
-class Exploding:
+class Exploding(Interceptor):
     """An interceptor with a bug."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def configure(self, ctx) -> None:
-        pass
+    def intercept(self, event):
+        raise ZeroDivisionError("bug in an interceptor")
 
     def intercept_batch(self, events):
         raise ZeroDivisionError("bug in an interceptor")
