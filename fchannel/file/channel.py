@@ -108,9 +108,11 @@ class _Gate:
                 self._cond.wait()
             self._shared += 1
 
-    def exit_shared(self) -> None:
+    def exit_shared(self, count: int = 1) -> None:
+        if count <= 0:
+            return
         with self._cond:
-            self._shared -= 1
+            self._shared -= count
             if self._shared == 0:
                 self._cond.notify_all()
 
@@ -313,7 +315,8 @@ class FileChannel:
         self._cond = threading.Condition(threading.Lock())   # queue, space, counters
         self._slots_used = self._queue.size                  # queued + taken + reserved
         self._active: dict[int, FileTransaction] = {}
-        self._tickets: collections.deque[int] = collections.deque()
+        self._tickets: collections.deque[int] = collections.deque()  # put commits in order
+        self._ready: dict[int, Any] = {}   # synced put commits waiting for their turn
         self._gate = _Gate()
         self._ckpt_mutex = threading.Lock()
         self._txn_ids = _TxnIds(max(self._replay.max_txn_id, ckpt.next_txn_id if ckpt else 0))
@@ -616,6 +619,7 @@ class FileChannel:
             del tx._buf[mark:]  # the transaction stays OPEN and can be rolled back
             raise
         self._gate.enter_shared()
+        handed_over = False
         try:
             with self._log.lock:
                 try:
@@ -626,35 +630,51 @@ class FileChannel:
                     raise
                 woid = self._log.next_woid - 1
                 self._tickets.append(woid)
-            synced = False
+            item = None
             try:
                 if self._fsync_per_transaction:
                     self._log.sync(fid, end, self._gate.busy())
-                synced = True
+                item = (tx._flushed + ptrs if tx._flushed else ptrs,
+                        dict(tx._marks) if tx._marks else None, tx.id, tx._attempts, n)
             finally:
-                # enqueue in commit order; a commit whose sync failed only gives
-                # up its turn (it stays OPEN, its rollback releases the room)
+                # Enqueue in commit order.  Whoever finds its turn at the front
+                # applies every commit that is ready, so committers that shared
+                # one fdatasync do not wait for each other one by one; a commit's
+                # hold on the checkpoint gate ends when it is applied.  A commit
+                # whose sync failed (item None) only gives up its turn: it stays
+                # OPEN and its rollback releases the room.
                 with self._cond:
-                    while self._tickets[0] != woid:
-                        self._cond.wait()
-                    self._tickets.popleft()
-                    try:
-                        if synced:
-                            self._queue.add_tail(tx._flushed + ptrs if tx._flushed else ptrs)
-                            if tx._marks:
-                                self._marks.update(tx._marks)
-                            self._active.pop(tx.id, None)
-                            self._counters["put_attempt"] += tx._attempts
-                            self._counters["put_success"] += n
-                            self._counters["commit"] += 1
-                    finally:
-                        self._cond.notify_all()
+                    self._ready[woid] = item
+                    applied = self._apply_ready()
+                handed_over = True
+                self._gate.exit_shared(applied)
         finally:
-            self._gate.exit_shared()
+            if not handed_over:
+                self._gate.exit_shared()
         tx._buf = bytearray()
         tx._starts = []
         tx._flushed = []
         tx._pending = 0
+
+    def _apply_ready(self) -> int:
+        """Append the committed puts that are ready, in commit order (caller
+        holds ``self._cond``); returns how many commits it applied."""
+        applied = 0
+        tickets, ready = self._tickets, self._ready
+        while tickets and tickets[0] in ready:
+            item = ready.pop(tickets.popleft())
+            applied += 1
+            if item is None:
+                continue
+            ptrs, marks, txn_id, attempts, n = item
+            self._queue.add_tail(ptrs)
+            if marks:
+                self._marks.update(marks)
+            self._active.pop(txn_id, None)
+            self._counters["put_attempt"] += attempts
+            self._counters["put_success"] += n
+            self._counters["commit"] += 1
+        return applied
 
     def _commit_takes(self, tx: FileTransaction) -> None:
         buf = bytearray()

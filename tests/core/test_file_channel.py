@@ -480,7 +480,7 @@ def test_failed_sync_leaves_the_commit_open_and_invisible(tmp_path, monkeypatch)
     with ch.transaction() as tx:
         tx.put(ev(1))
 
-    def broken(fid, offset):
+    def broken(fid, offset, others=False):
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(ch._log, "sync", broken)
