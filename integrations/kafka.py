@@ -1,0 +1,543 @@
+"""Kafka into a FileChannel exactly once, and out of it at least once.
+
+:class:`KafkaSpooler` reads a kafka-python ``KafkaConsumer`` and puts what it
+polls into a channel, one transaction per batch. Each transaction also sets a
+*mark* per partition, ``kafka:<topic>:<partition> = next offset``, in the
+same commit record as the events, so the channel itself knows exactly how far
+it has read. Only after the channel commit does the spooler commit the same
+offsets to Kafka (which other members of the group rely on). On start and on
+every partition assignment the spooler seeks to the channel's marks, so a
+crash between the two commits neither duplicates nor skips a message::
+
+    from kafka import KafkaConsumer
+    from fchannel import FileChannel
+    from fchannel.integrations.kafka import KafkaSpooler
+
+    consumer = KafkaConsumer(bootstrap_servers="localhost:9092", group_id="spool",
+                             enable_auto_commit=False, auto_offset_reset="earliest")
+    with FileChannel("/var/spool/ckpt", "/var/spool/data") as ch:
+        spooler = KafkaSpooler(consumer, ch, topics=["events"], batch_size=500)
+        spooler.run()            # until spooler.stop() from another thread
+    consumer.close()
+
+:func:`drain` takes a batch from a channel in a transaction, hands it to a
+callable or a ``KafkaProducer`` (every send acknowledged, see
+:class:`ProducerTarget`) and commits the take only after that succeeded; any
+error rolls the take back, so the events are delivered again later.
+
+Offsets on assignment: the spooler positions a partition at the channel's
+mark, unless the group's committed offset is further on (another member of the
+group spooled the partition into its own channel meanwhile), in which case it
+starts there. A deliberate reset of the group's offsets to an earlier point is
+therefore overridden by the marks; clear them with a new channel.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from fchannel.errors import ChannelFullError, ConfigError
+from fchannel.event import Event
+
+try:
+    from kafka import ConsumerRebalanceListener, KafkaProducer, TopicPartition
+    from kafka.errors import KafkaError
+    from kafka.structs import OffsetAndMetadata
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError("fchannel.integrations.kafka needs kafka-python: "
+                      "pip install 'fchannel[kafka]'") from exc
+
+__all__ = ["KafkaSpooler", "ProducerTarget", "drain", "mark_key"]
+
+log = logging.getLogger(__name__)
+
+MARK_PREFIX = "kafka"
+
+
+def mark_key(topic: str, partition: int) -> str:
+    """The channel mark that holds the next offset of *topic*/*partition*."""
+    return f"{MARK_PREFIX}:{topic}:{partition}"
+
+
+def _offset_and_metadata(offset: int) -> Any:
+    # kafka-python >= 2.1 has (offset, metadata, leader_epoch); older ones two fields
+    if len(OffsetAndMetadata._fields) == 3:
+        return OffsetAndMetadata(offset, "", -1)
+    return OffsetAndMetadata(offset, "")  # pragma: no cover
+
+
+class _Listener(ConsumerRebalanceListener):
+    """Forwards rebalance callbacks to the spooler (and to a user listener).
+
+    With kafka-python 3 these run on the consumer's IO thread while the
+    spooler's thread is inside ``poll()``: they only touch in-memory state and
+    call non-blocking consumer methods (``seek``)."""
+
+    def __init__(self, spooler: KafkaSpooler, user: Any = None) -> None:
+        self._spooler = spooler
+        self._user = user
+
+    def on_partitions_revoked(self, revoked):
+        self._spooler._on_revoked(set(revoked))
+        if self._user is not None:
+            self._user.on_partitions_revoked(revoked)
+
+    def on_partitions_assigned(self, assigned):
+        self._spooler._on_assigned(set(assigned))
+        if self._user is not None:
+            self._user.on_partitions_assigned(assigned)
+
+
+class KafkaSpooler:
+    """Polls *consumer* and puts the records into *channel*, exactly once.
+
+    - ``channel`` must support marks (:class:`fchannel.FileChannel`).
+    - ``topics`` or ``pattern``: the spooler subscribes the consumer with its
+      own rebalance listener (``listener`` is called after it). Without them the
+      consumer must already have a manual ``assign()``-ment, or a subscription
+      to a list of topics, which the spooler renews with its listener.
+    - A batch is committed when it holds ``batch_size`` events or
+      ``batch_duration`` seconds after its first record arrived.
+    - Each event's body is the record value (``b""`` for a null value); its
+      headers are ``topic`` (named by ``topic_header``, omitted when
+      ``set_topic_header`` is false), ``partition``, ``offset``, ``timestamp``
+      (ms) and ``key`` (or ``key_base64`` when the key is not UTF-8), plus the
+      record's own UTF-8 headers when ``copy_headers``.
+    - While the channel is full the spooler keeps the batch in hand, pauses
+      fetching (polling on, so the consumer stays in its group) and retries
+      with a growing delay up to ``max_backoff`` seconds.
+    - ``commit_kafka``: commit offsets to Kafka after each channel commit
+      (the channel's marks are what the spooler trusts; Kafka's offsets are for
+      the rest of the group and for tools).
+
+    Run it with :meth:`run` (blocking, until :meth:`stop`) or drive it with
+    :meth:`step`. It does not close the consumer or the channel.
+    """
+
+    def __init__(self, consumer: Any, channel: Any, *, topics: Sequence[str] | None = None,
+                 pattern: str | None = None, listener: Any = None,
+                 batch_size: int = 1000, batch_duration: float = 1.0,
+                 poll_timeout: float = 0.1, set_topic_header: bool = True,
+                 topic_header: str = "topic", copy_headers: bool = True,
+                 commit_kafka: bool = True, max_backoff: float = 1.0) -> None:
+        if not hasattr(channel, "marks"):
+            raise ConfigError(f"{type(channel).__name__} has no marks; the Kafka spooler "
+                              "needs a FileChannel to spool exactly once")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}")
+        cap = getattr(channel, "transaction_capacity", None)
+        if cap is not None and batch_size > cap:
+            raise ConfigError(f"batch_size={batch_size} exceeds the channel's "
+                              f"transaction_capacity={cap}")
+        for name, value in (("batch_duration", batch_duration), ("poll_timeout", poll_timeout),
+                            ("max_backoff", max_backoff)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
+        if topics is not None and pattern is not None:
+            raise ConfigError("give topics or pattern, not both")
+        if isinstance(topics, str):
+            topics = [topics]
+        self.consumer = consumer
+        self.channel = channel
+        self.batch_size = batch_size
+        self.batch_duration = float(batch_duration)
+        self.poll_timeout = float(poll_timeout)
+        self.set_topic_header = set_topic_header
+        self.topic_header = topic_header
+        self.copy_headers = copy_headers
+        self.commit_kafka = commit_kafka
+        self.max_backoff = float(max_backoff)
+
+        self._lock = threading.Lock()          # state shared with the rebalance listener
+        self._pending: list[tuple[Any, Event, int]] = []   # (tp, event, offset) in hand
+        self._next: dict[Any, int] = {}        # tp -> next offset expected (filter)
+        self._check: set = set()               # assigned tps to compare with Kafka's offsets
+        self._catch_up: dict[Any, int] = {}    # Kafka commits owed after a restart
+        self._first_at: float | None = None    # when the batch in hand began
+        self._full_since: float | None = None
+        self._backoff = 0.0
+        self._retry_at = 0.0
+        self._stop = threading.Event()
+        self._running = threading.Event()
+        self.stats = {"events": 0, "batches": 0, "duplicates_dropped": 0, "full_waits": 0,
+                      "revoked_dropped": 0, "kafka_commit_failures": 0}
+
+        if topics is not None or pattern is not None:
+            self._subscribe(topics, pattern, listener)
+        else:
+            sub = consumer.subscription()
+            if sub:
+                self._subscribe(sorted(sub), None, listener)
+            elif consumer.assignment():
+                self._on_assigned(set(consumer.assignment()))   # manual assignment
+            else:
+                raise ConfigError("the consumer has neither a subscription nor an assignment; "
+                                  "pass topics= or pattern=")
+
+    # ---- subscription and rebalances ------------------------------------------------
+    def _subscribe(self, topics, pattern, listener) -> None:
+        lst = _Listener(self, listener)
+        if pattern is not None:
+            self.consumer.subscribe(pattern=pattern, listener=lst)
+        else:
+            self.consumer.subscribe(topics=list(topics), listener=lst)
+
+    def _on_revoked(self, revoked: set) -> None:
+        # Records in hand from revoked partitions are not in the channel: drop
+        # them, and their new owner reads them from the group's offset.
+        with self._lock:
+            before = len(self._pending)
+            self._pending = [p for p in self._pending if p[0] not in revoked]
+            self.stats["revoked_dropped"] += before - len(self._pending)
+            if not self._pending:
+                self._first_at = None
+            for tp in revoked:
+                self._next.pop(tp, None)
+                self._check.discard(tp)
+                self._catch_up.pop(tp, None)
+        if revoked:
+            log.info("partitions revoked: %s", sorted(revoked))
+
+    def _on_assigned(self, assigned: set) -> None:
+        marks = self.channel.marks
+        with self._lock:
+            for tp in assigned:
+                m = marks.get(mark_key(tp.topic, tp.partition))
+                if m is None:
+                    self._next.pop(tp, None)
+                    continue
+                self.consumer.seek(tp, m)      # non-blocking: sets the fetch position
+                self._next[tp] = m
+                self._check.add(tp)
+        if assigned:
+            log.info("partitions assigned: %s", sorted(assigned))
+
+    def _reconcile(self) -> set:
+        """For newly assigned partitions with a mark, compare the mark with the
+        group's committed offset (a blocking call, so done here and not in the
+        listener). Returns the partitions whose records from the last poll must
+        be dropped because they moved forward."""
+        with self._lock:
+            check = set(self._check)
+            self._check.clear()
+        moved = set()
+        for tp in check:
+            try:
+                committed = self.consumer.committed(tp)
+            except KafkaError as exc:
+                log.warning("could not read the committed offset of %s (%s); "
+                            "keeping the channel's mark", tp, exc)
+                continue
+            with self._lock:
+                mark = self._next.get(tp)
+                if mark is None:      # revoked meanwhile
+                    continue
+                if committed is not None and committed > mark:
+                    # another member spooled further into its own channel
+                    self.consumer.seek(tp, committed)
+                    self._next[tp] = committed
+                    moved.add(tp)
+                elif committed is None or committed < mark:
+                    self._catch_up[tp] = mark   # the crash was between the two commits
+        return moved
+
+    # ---- the loop -----------------------------------------------------------------
+    def run(self) -> None:
+        """Spool until :meth:`stop`; commits the batch in hand before returning."""
+        self._running.set()
+        try:
+            while not self._stop.is_set():
+                self.step()
+            self.flush()
+        finally:
+            self._running.clear()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to finish its batch and return (thread-safe; returns
+        at once; :meth:`run` returns within about ``poll_timeout`` plus one
+        commit)."""
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def step(self) -> int:
+        """Poll once and commit the batch in hand if it is due. Returns the
+        number of events committed to the channel by this step."""
+        full = self._full_since is not None
+        if full:
+            assignment = self.consumer.assignment()
+            if assignment:
+                self.consumer.pause(*assignment)
+        timeout = self.poll_timeout
+        if full:
+            timeout = max(0.0, min(timeout, self._retry_at - time.monotonic()))
+        with self._lock:
+            room = self.batch_size - len(self._pending)
+        if full or room <= 0:
+            room = 0
+        # While the batch in hand waits for room, poll on (paused) to keep the
+        # group membership; anything a new assignment still returns is sought
+        # back below, never lost.
+        records = self.consumer.poll(timeout_ms=int(timeout * 1000), max_records=max(room, 1))
+        moved = self._reconcile()
+        self._add(records, moved, room)
+        if self._catch_up and self.commit_kafka:
+            self._commit_kafka(self._pop_catch_up())
+        if self._due():
+            return self.flush()
+        return 0
+
+    def _due(self) -> bool:
+        with self._lock:
+            if not self._pending:
+                return False
+            if self._full_since is not None:
+                return time.monotonic() >= self._retry_at
+            if len(self._pending) >= self.batch_size:
+                return True
+            return time.monotonic() - self._first_at >= self.batch_duration
+
+    def _add(self, records: Mapping[Any, list], moved: set, room: int) -> None:
+        if not records:
+            return
+        with self._lock:
+            for tp, recs in records.items():
+                if tp in moved:
+                    continue
+                nxt = self._next.get(tp)
+                for r in recs:
+                    if nxt is not None and r.offset < nxt:
+                        self.stats["duplicates_dropped"] += 1
+                        continue
+                    if room <= 0:
+                        # no room in the batch in hand: fetch it again later
+                        self.consumer.seek(tp, r.offset)
+                        break
+                    self._pending.append((tp, self._event(r), r.offset))
+                    room -= 1
+                    nxt = r.offset + 1
+                if nxt is not None:
+                    self._next[tp] = nxt
+            if self._pending and self._first_at is None:
+                self._first_at = time.monotonic()
+
+    def _event(self, r: Any) -> Event:
+        headers: dict[str, str] = {}
+        if self.copy_headers and r.headers:
+            for k, v in r.headers:
+                if v is None:
+                    continue
+                try:
+                    headers[k] = v.decode("utf-8") if isinstance(v, bytes) else str(v)
+                except UnicodeDecodeError:
+                    continue
+        if self.set_topic_header:
+            headers[self.topic_header] = r.topic
+        headers["partition"] = str(r.partition)
+        headers["offset"] = str(r.offset)
+        if r.timestamp is not None and r.timestamp >= 0:
+            headers["timestamp"] = str(r.timestamp)
+        key = r.key
+        if key is not None:
+            if isinstance(key, bytes):
+                try:
+                    headers["key"] = key.decode("utf-8")
+                except UnicodeDecodeError:
+                    headers["key_base64"] = base64.b64encode(key).decode("ascii")
+            else:
+                headers["key"] = str(key)
+        value = r.value
+        if value is None:
+            body = b""
+        elif isinstance(value, bytes):
+            body = value
+        elif isinstance(value, str):
+            body = value.encode("utf-8")
+        else:
+            raise TypeError(f"record value of type {type(value).__name__} from {r.topic}/"
+                            f"{r.partition}@{r.offset}: use no value_deserializer")
+        return Event(body, headers)
+
+    def flush(self) -> int:
+        """Commit the batch in hand to the channel (with its marks), then its
+        offsets to Kafka. Returns the number of events committed (0 when the
+        channel is full; the batch stays in hand)."""
+        with self._lock:
+            batch = list(self._pending)
+        if not batch:
+            return 0
+        offsets: dict[Any, int] = {}
+        for tp, _e, off in batch:
+            offsets[tp] = off + 1
+        tx = self.channel.transaction()
+        tx.begin()
+        try:
+            tx.put_batch([e for _tp, e, _off in batch])
+            for tp, nxt in offsets.items():
+                tx.set_mark(mark_key(tp.topic, tp.partition), nxt)
+            tx.commit()
+        except ChannelFullError:
+            tx.rollback()
+            self._on_full()
+            return 0
+        except BaseException:
+            tx.rollback()
+            raise
+        finally:
+            tx.close()
+        with self._lock:
+            done = {id(p) for p in batch}
+            self._pending = [p for p in self._pending if id(p) not in done]
+            self._first_at = time.monotonic() if self._pending else None
+            for tp in offsets:
+                self._catch_up.pop(tp, None)
+        self.stats["events"] += len(batch)
+        self.stats["batches"] += 1
+        if self._full_since is not None:
+            self._full_since = None
+            self._backoff = 0.0
+            assignment = self.consumer.assignment()
+            if assignment:
+                self.consumer.resume(*assignment)
+        if self.commit_kafka:
+            self._commit_kafka(offsets)
+        return len(batch)
+
+    def _on_full(self) -> None:
+        now = time.monotonic()
+        if self._full_since is None:
+            self._full_since = now
+            log.warning("channel %s is full; holding %d polled records and retrying",
+                        getattr(self.channel, "name", "?"), len(self._pending))
+        self.stats["full_waits"] += 1
+        self._backoff = min(self.max_backoff, max(0.01, self._backoff * 2))
+        self._retry_at = now + self._backoff
+
+    def _pop_catch_up(self) -> dict:
+        with self._lock:
+            owed = dict(self._catch_up)
+            self._catch_up.clear()
+        return owed
+
+    def _commit_kafka(self, offsets: Mapping[Any, int]) -> None:
+        if not offsets:
+            return
+        try:
+            self.consumer.commit({tp: _offset_and_metadata(o) for tp, o in offsets.items()})
+        except KafkaError as exc:
+            # The channel's marks already hold these offsets; the group's
+            # offsets catch up with the next commit.
+            self.stats["kafka_commit_failures"] += 1
+            log.warning("Kafka offset commit failed (the channel has the batch): %s", exc)
+
+
+# ---- out of the channel -----------------------------------------------------------
+class ProducerTarget:
+    """Sends a batch of events with a ``KafkaProducer`` and returns only when
+    every record is acknowledged; raises on the first failure.
+
+    The topic is ``topic``, or the event's ``topic_header`` when
+    ``allow_topic_override`` and it is present. The key is the
+    ``key_header`` header (UTF-8), the partition the ``partition_header``
+    header (an int) if set. Event headers are not forwarded unless
+    ``forward_headers``. The producer should use ``acks='all'``; with
+    ``require_acks_all`` (the default) anything else is a ``ConfigError``.
+    """
+
+    def __init__(self, producer: Any, topic: str | None = None, *,
+                 allow_topic_override: bool = True, topic_header: str = "topic",
+                 key_header: str | None = "key", partition_header: str | None = None,
+                 forward_headers: bool = False, timeout: float = 30.0,
+                 require_acks_all: bool = True) -> None:
+        acks = getattr(producer, "config", {}).get("acks")
+        if require_acks_all and acks not in (-1, "all"):
+            raise ConfigError(f"the KafkaProducer has acks={acks!r}; use acks='all' so a "
+                              "committed take means the brokers have the records")
+        if topic is None and not allow_topic_override:
+            raise ConfigError("give a topic, or allow the topic header to choose it")
+        self.producer = producer
+        self.topic = topic
+        self.allow_topic_override = allow_topic_override
+        self.topic_header = topic_header
+        self.key_header = key_header
+        self.partition_header = partition_header
+        self.forward_headers = forward_headers
+        self.timeout = timeout
+
+    def _route(self, e: Event) -> tuple[str, bytes | None, int | None]:
+        h = e.headers
+        topic = self.topic
+        if self.allow_topic_override and h.get(self.topic_header):
+            topic = h[self.topic_header]
+        if not topic:
+            raise ConfigError(f"event has no {self.topic_header!r} header and no "
+                              "default topic is set")
+        key = None
+        if self.key_header and h.get(self.key_header) is not None:
+            key = h[self.key_header].encode("utf-8")
+        part = None
+        if self.partition_header and h.get(self.partition_header) is not None:
+            raw = h[self.partition_header]
+            try:
+                part = int(raw)
+            except ValueError:
+                raise ConfigError(f"header {self.partition_header}={raw!r} is not a "
+                                  "partition number") from None
+        return topic, key, part
+
+    def __call__(self, events: Iterable[Event]) -> None:
+        futures = []
+        for e in events:
+            topic, key, part = self._route(e)
+            headers = ([(k, v.encode("utf-8")) for k, v in e.headers.items()]
+                       if self.forward_headers else None)
+            futures.append(self.producer.send(topic, value=e.body, key=key,
+                                              partition=part, headers=headers))
+        self.producer.flush(timeout=self.timeout)
+        for f in futures:
+            f.get(timeout=self.timeout)   # raises the send's error
+
+
+def drain(channel: Any, target: Any, *, batch_size: int = 100, topic: str | None = None,
+          **target_options: Any) -> int:
+    """Take up to *batch_size* events in one transaction and deliver them.
+
+    *target* is a callable taking the list of events (it must raise unless
+    every event is safely delivered) or a ``KafkaProducer`` (wrapped in
+    :class:`ProducerTarget` with *topic* and *target_options*). The take is
+    committed only after delivery succeeded; on any error it is rolled back,
+    the events return to the head of the channel in order, and the error is
+    raised. Returns the number of events delivered (0 when the channel is
+    empty). At least once: a crash after delivery but before the commit
+    delivers the batch again.
+    """
+    if isinstance(target, KafkaProducer):
+        target = ProducerTarget(target, topic, **target_options)
+    elif topic is not None or target_options:
+        raise ConfigError("topic and target options apply only to a KafkaProducer target")
+    if not callable(target):
+        raise ConfigError(f"target must be callable or a KafkaProducer, got {target!r}")
+    with channel.transaction() as tx:
+        events = tx.take_batch(batch_size)
+        if events:
+            target(events)
+    return len(events)
+
+
+def drain_all(channel: Any, target: Any, *, batch_size: int = 100,
+              stop: Callable[[], bool] | None = None, **kw: Any) -> int:
+    """Call :func:`drain` until the channel is empty (or *stop* returns
+    true). Returns the number of events delivered."""
+    total = 0
+    while stop is None or not stop():
+        n = drain(channel, target, batch_size=batch_size, **kw)
+        total += n
+        if n == 0:
+            break
+    return total
