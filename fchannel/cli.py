@@ -16,6 +16,8 @@ import fchannel
 # module paths whose register(subparsers) adds a subcommand
 _SUBCOMMANDS: list[str] = [
     "fchannel.file.tools",
+    "fchannel.agent.command",
+    "fchannel.bench",
 ]
 
 

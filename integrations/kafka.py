@@ -44,7 +44,7 @@ from fchannel.errors import ChannelFullError, ConfigError
 from fchannel.event import Event
 
 try:
-    from kafka import ConsumerRebalanceListener, KafkaProducer, TopicPartition
+    from kafka import ConsumerRebalanceListener, KafkaProducer
     from kafka.errors import KafkaError
     from kafka.structs import OffsetAndMetadata
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
@@ -74,8 +74,8 @@ class _Listener(ConsumerRebalanceListener):
     """Forwards rebalance callbacks to the spooler (and to a user listener).
 
     With kafka-python 3 these run on the consumer's IO thread while the
-    spooler's thread is inside ``poll()``: they only touch in-memory state and
-    call non-blocking consumer methods (``seek``)."""
+    spooler's thread is inside ``poll()``: they only touch the spooler's
+    in-memory state, never the consumer."""
 
     def __init__(self, spooler: KafkaSpooler, user: Any = None) -> None:
         self._spooler = spooler
@@ -155,7 +155,7 @@ class KafkaSpooler:
         self._lock = threading.Lock()          # state shared with the rebalance listener
         self._pending: list[tuple[Any, Event, int]] = []   # (tp, event, offset) in hand
         self._next: dict[Any, int] = {}        # tp -> next offset expected (filter)
-        self._check: set = set()               # assigned tps to compare with Kafka's offsets
+        self._new: set = set()                 # assigned, not positioned yet
         self._catch_up: dict[Any, int] = {}    # Kafka commits owed after a restart
         self._first_at: float | None = None    # when the batch in hand began
         self._full_since: float | None = None
@@ -197,52 +197,53 @@ class KafkaSpooler:
                 self._first_at = None
             for tp in revoked:
                 self._next.pop(tp, None)
-                self._check.discard(tp)
+                self._new.discard(tp)
                 self._catch_up.pop(tp, None)
         if revoked:
             log.info("partitions revoked: %s", sorted(revoked))
 
     def _on_assigned(self, assigned: set) -> None:
-        marks = self.channel.marks
+        # Only note them: the seek happens in the spooling thread (_reconcile)
+        # right after the poll that ran this callback, so the consumer is never
+        # touched from kafka-python's IO thread.
         with self._lock:
             for tp in assigned:
-                m = marks.get(mark_key(tp.topic, tp.partition))
-                if m is None:
-                    self._next.pop(tp, None)
-                    continue
-                self.consumer.seek(tp, m)      # non-blocking: sets the fetch position
-                self._next[tp] = m
-                self._check.add(tp)
+                self._next.pop(tp, None)
+                self._new.add(tp)
         if assigned:
             log.info("partitions assigned: %s", sorted(assigned))
 
     def _reconcile(self) -> set:
-        """For newly assigned partitions with a mark, compare the mark with the
-        group's committed offset (a blocking call, so done here and not in the
-        listener). Returns the partitions whose records from the last poll must
-        be dropped because they moved forward."""
+        """Position newly assigned partitions that have a mark: at the mark,
+        or at the group's committed offset when that is further on (another
+        member spooled further into its own channel). Returns those
+        partitions: records the last poll returned for them came from the
+        old position and are dropped (they are fetched again)."""
         with self._lock:
-            check = set(self._check)
-            self._check.clear()
+            new = self._new
+            self._new = set()
+        if not new:
+            return set()
+        marks = self.channel.marks
+        assignment = self.consumer.assignment()
         moved = set()
-        for tp in check:
+        for tp in new:
+            mark = marks.get(mark_key(tp.topic, tp.partition))
+            if mark is None or tp not in assignment:
+                continue
             try:
                 committed = self.consumer.committed(tp)
             except KafkaError as exc:
                 log.warning("could not read the committed offset of %s (%s); "
-                            "keeping the channel's mark", tp, exc)
-                continue
+                            "starting at the channel's mark", tp, exc)
+                committed = None
+            pos = committed if committed is not None and committed > mark else mark
+            self.consumer.seek(tp, pos)
             with self._lock:
-                mark = self._next.get(tp)
-                if mark is None:      # revoked meanwhile
-                    continue
-                if committed is not None and committed > mark:
-                    # another member spooled further into its own channel
-                    self.consumer.seek(tp, committed)
-                    self._next[tp] = committed
-                    moved.add(tp)
-                elif committed is None or committed < mark:
+                self._next[tp] = pos
+                if committed is None or committed < mark:
                     self._catch_up[tp] = mark   # the crash was between the two commits
+            moved.add(tp)
         return moved
 
     # ---- the loop -----------------------------------------------------------------
@@ -378,7 +379,9 @@ class KafkaSpooler:
         tx = self.channel.transaction()
         tx.begin()
         try:
-            tx.put_batch([e for _tp, e, _off in batch])
+            events = self._put_events(batch)
+            if events:
+                tx.put_batch(events)
             for tp, nxt in offsets.items():
                 tx.set_mark(mark_key(tp.topic, tp.partition), nxt)
             tx.commit()
@@ -408,6 +411,9 @@ class KafkaSpooler:
         if self.commit_kafka:
             self._commit_kafka(offsets)
         return len(batch)
+
+    def _put_events(self, batch: list) -> list:
+        return [e for _tp, e, _off in batch]
 
     def _on_full(self) -> None:
         now = time.monotonic()
@@ -445,7 +451,8 @@ class ProducerTarget:
     The topic is ``topic``, or the event's ``topic_header`` when
     ``allow_topic_override`` and it is present. The key is the
     ``key_header`` header (UTF-8), the partition the ``partition_header``
-    header (an int) if set. Event headers are not forwarded unless
+    header (an int) if set, else ``default_partition`` (None: the producer's
+    partitioner). Event headers are not forwarded unless
     ``forward_headers``. The producer should use ``acks='all'``; with
     ``require_acks_all`` (the default) anything else is a ``ConfigError``.
     """
@@ -454,7 +461,7 @@ class ProducerTarget:
                  allow_topic_override: bool = True, topic_header: str = "topic",
                  key_header: str | None = "key", partition_header: str | None = None,
                  forward_headers: bool = False, timeout: float = 30.0,
-                 require_acks_all: bool = True) -> None:
+                 require_acks_all: bool = True, default_partition: int | None = None) -> None:
         acks = getattr(producer, "config", {}).get("acks")
         if require_acks_all and acks not in (-1, "all"):
             raise ConfigError(f"the KafkaProducer has acks={acks!r}; use acks='all' so a "
@@ -469,6 +476,7 @@ class ProducerTarget:
         self.partition_header = partition_header
         self.forward_headers = forward_headers
         self.timeout = timeout
+        self.default_partition = default_partition
 
     def _route(self, e: Event) -> tuple[str, bytes | None, int | None]:
         h = e.headers
@@ -481,7 +489,7 @@ class ProducerTarget:
         key = None
         if self.key_header and h.get(self.key_header) is not None:
             key = h[self.key_header].encode("utf-8")
-        part = None
+        part = self.default_partition
         if self.partition_header and h.get(self.partition_header) is not None:
             raw = h[self.partition_header]
             try:

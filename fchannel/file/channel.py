@@ -740,7 +740,12 @@ class FileChannel:
             try:
                 with lg.lock:
                     woid = lg.next_woid - 1
-                    positions = {w.info.file_id: w.offset for w in lg.writers if w is not None}
+                    # where each log stands: writers at their offset, closed logs at their
+                    # end (never appended to again); logs started later are not covered
+                    positions: dict[int, int | None] = dict.fromkeys(lg.files)
+                    for w in lg.writers:
+                        if w is not None:
+                            positions[w.info.file_id] = w.offset
                     inflight_puts = {t.id: list(t._flushed) for t in self._active.values()
                                      if t._flushed}
                 with self._cond:
@@ -757,17 +762,15 @@ class FileChannel:
             for ptrs in (*inflight_puts.values(), *inflight_takes.values()):
                 for p in ptrs:
                     refs[p >> 32] = refs.get(p >> 32, 0) + 1
-            log_ids = sorted(lg.files)
+            log_ids = sorted(positions)
             store.finish(woid, head, size, marks, refs, log_ids, inflight_puts, inflight_takes,
                          self._txn_ids.peek())
             for fid in log_ids:
                 info = lg.files.get(fid)
                 if info is None:
                     continue
-                pos = positions.get(fid)
-                info.ckpt_position = pos if pos is not None else os.path.getsize(info.path)
-                info.ckpt_woid = woid
-                info.write_meta()
+                pos = positions[fid]
+                info.set_checkpoint(pos if pos is not None else os.path.getsize(info.path), woid)
             store.complete()
             backed_up = True
             if self._backup_dir:
@@ -793,11 +796,13 @@ class FileChannel:
         event: a full replay of what remains never resurrects a taken event).
         """
         lg = self._log
-        current = lg.current_ids()
-        ids = sorted(lg.files)
+        with lg.lock:   # a commit may start a new log meanwhile
+            current = lg.current_ids()
+            files = dict(lg.files)
+        ids = sorted(files)
         prefix: list[int] = []
         for fid in ids:
-            info = lg.files[fid]
+            info = files[fid]
             if fid in current or refs.get(fid) or not info.closed or info.last_woid > woid:
                 break
             prefix.append(fid)
@@ -805,8 +810,8 @@ class FileChannel:
             rest = [f for f in ids if f > prefix[-1]]
             if not rest:
                 break
-            newest = max(lg.files[f].last_woid for f in prefix)
-            if newest < lg.files[rest[0]].created_woid:
+            newest = max(files[f].last_woid for f in prefix)
+            if newest < files[rest[0]].created_woid:
                 break
             prefix.pop()
         for fid in prefix:

@@ -15,7 +15,7 @@ import struct
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fchannel._compat import codec, queue
 from fchannel.errors import ChannelError, ChannelFullError, CorruptionError
@@ -133,16 +133,28 @@ class LogFile:
     closed: bool            # nothing more will be appended
     ckpt_position: int = F.LOG_HEADER_SIZE
     ckpt_woid: int = 0
+    # a roll (commit thread) and a checkpoint may both write the meta
+    meta_lock: threading.Lock = field(default_factory=threading.Lock, repr=False,
+                                      compare=False)
 
     @property
     def meta_path(self) -> str:
         return self.path + F.META_SUFFIX
 
     def write_meta(self) -> None:
-        write_framed(self.meta_path, F.LOG_META_MAGIC, pb.LogMeta(
-            version=1, log_id=self.file_id, checkpoint_position=self.ckpt_position,
-            checkpoint_write_order_id=self.ckpt_woid, created_write_order_id=self.created_woid,
-            last_write_order_id=self.last_woid, closed=self.closed))
+        with self.meta_lock:
+            write_framed(self.meta_path, F.LOG_META_MAGIC, pb.LogMeta(
+                version=1, log_id=self.file_id, checkpoint_position=self.ckpt_position,
+                checkpoint_write_order_id=self.ckpt_woid,
+                created_write_order_id=self.created_woid,
+                last_write_order_id=self.last_woid, closed=self.closed))
+
+    def set_checkpoint(self, position: int, woid: int) -> None:
+        """Record where checkpoint *woid* stands in this log, in its meta."""
+        with self.meta_lock:
+            self.ckpt_position = position
+            self.ckpt_woid = woid
+        self.write_meta()
 
 
 def read_log_meta(path: str, file_id: int):

@@ -498,3 +498,26 @@ def test_failed_sync_leaves_the_commit_open_and_invisible(tmp_path, monkeypatch)
         tx.put(ev(3))
     assert drain(ch) == [ev(1), ev(3)]
     ch.close()
+
+
+def test_a_log_started_after_the_checkpoint_snapshot_is_replayed_in_full(tmp_path, monkeypatch):
+    """Regression: a log rolled while a checkpoint was being written got a
+    .meta claiming the checkpoint covered it to its end, so its records
+    (all newer than the checkpoint) were skipped by the next replay."""
+    ch = open_ch(tmp_path, dirs=1, max_file_size=1024, checkpoint_on_close=False)
+    put_all(ch, [ev(i, 200) for i in range(3)], batch=1)
+    real_sync_all = ch._log.sync_all
+
+    def sync_all_after_more_commits():
+        # commits that roll to new logs land between the snapshot and the metas
+        put_all(ch, [ev(i, 200) for i in range(3, 12)], batch=1)
+        real_sync_all()
+
+    monkeypatch.setattr(ch._log, "sync_all", sync_all_after_more_commits)
+    ch.checkpoint()
+    monkeypatch.undo()
+    ch.close()      # no checkpoint on close: the next open replays from that checkpoint
+    ch = open_ch(tmp_path, dirs=1, max_file_size=1024)
+    assert ch.counters["open_mode"] == "checkpoint"
+    assert [e.body for e in drain(ch)] == [ev(i, 200).body for i in range(12)]
+    ch.close()

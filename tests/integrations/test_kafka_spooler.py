@@ -4,12 +4,11 @@ from __future__ import annotations
 import threading
 
 import pytest
-
-from fchannel import ChannelFullError, ConfigError, Event, FileChannel, MemoryChannel
-from fchannel.integrations.kafka import KafkaSpooler, drain, mark_key
-from tests.conftest import wait_for
-
+from fchannel.integrations.kafka import KafkaSpooler, mark_key
 from kafka import TopicPartition  # noqa: E402
+
+from fchannel import ConfigError, Event, FileChannel, MemoryChannel
+from tests.conftest import wait_for
 
 
 def _channel(tmp_path, **kw):

@@ -1,0 +1,360 @@
+"""The queues compared, behind one small interface.
+
+Each adapter opens a fresh queue in a directory and offers ``put_batch`` (one
+transaction: all of the items or none, durable when the adapter was opened
+with ``durable=True``) and ``take_batch(n)`` (one transaction taking up to
+``n`` items; returns how many it took).  Items are prepared outside the timed
+region by ``prepare`` (bytes for most, ``Event`` objects for fchannel).
+
+Durability settings, so that "durable" means the same thing for everyone
+(the commit has reached the disk when it returns):
+
+- raw file: ``os.write`` then ``os.fdatasync`` per batch; takes store the read
+  offset in a second file, also fdatasync'd.  The disk limit, not a queue.
+- persist-queue ``SQLiteAckQueue``: its defaults (WAL, synchronous=FULL); it
+  has no batch API and forces autocommit, so every put is a commit and every
+  take is a ``get`` plus an ``ack`` (two commits); after each batch of takes
+  ``clear_acked_data(keep_latest=0)`` deletes the acked rows (one more commit),
+  without which each ``get`` scans every acked row before the head.
+- diskcache ``Deque``: a ``Cache`` with ``sqlite_synchronous=2`` (FULL; the
+  default, NORMAL, does not sync WAL commits), batches inside ``transact()``.
+- sqlite3: WAL, synchronous=FULL, one ``BEGIN IMMEDIATE`` ... ``COMMIT`` per
+  batch, rowid order.
+- lmdb: ``sync=True, metasync=True``, big-endian sequence-number keys,
+  appended with ``putmulti(append=True)``, taken from the first key.
+- fchannel: ``FileChannel(fsync_per_transaction=True)``; MemoryChannel keeps
+  nothing on disk.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import struct
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import fchannel
+from fchannel import Event, MemoryChannel
+from fchannel.bench import file_channel_class
+
+_LEN = struct.Struct("<I")
+_OFF = struct.Struct("<Q")
+_KEY = struct.Struct(">Q")
+
+
+class Adapter:
+    name = "?"
+    kind = "peer"            # baseline | peer | fchannel
+    threadsafe = True
+    durable_capable = True   # False: the adapter never touches the disk
+    events_cap: float = 1.0  # run at most this fraction of a workload's events
+
+    def open(self, path: str, durable: bool, capacity: int, batch: int) -> None:
+        raise NotImplementedError
+
+    def prepare(self, bodies: list[bytes]) -> list[Any]:
+        return bodies
+
+    def put_batch(self, items: list[Any]) -> None:
+        raise NotImplementedError
+
+    def take_batch(self, n: int) -> int:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    @staticmethod
+    def version() -> str:
+        return ""
+
+
+class RawFile(Adapter):
+    """Length-prefixed records appended to one file; the disk's limit."""
+
+    kind = "baseline"
+
+    def __init__(self, sync: bool) -> None:
+        self.sync = sync
+        self.name = "raw write+fdatasync" if sync else "raw write, no sync"
+        self.durable_capable = sync
+
+    def open(self, path, durable, capacity, batch):
+        self._lock = threading.Lock()
+        self._wfd = os.open(os.path.join(path, "data"), os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                            0o644)
+        self._rfd = os.open(os.path.join(path, "data"), os.O_RDONLY)
+        self._afd = os.open(os.path.join(path, "offset"), os.O_WRONLY | os.O_CREAT, 0o644)
+        self._do_sync = self.sync and durable
+        self._buf = b""
+        self._bufpos = 0
+        self._off = 0           # file offset of _buf[0]
+
+    def put_batch(self, items):
+        data = b"".join([_LEN.pack(len(b)) + b for b in items])
+        with self._lock:
+            os.write(self._wfd, data)
+            if self._do_sync:
+                os.fdatasync(self._wfd)
+
+    def _fill(self, need: int) -> bool:
+        if len(self._buf) - self._bufpos >= need:
+            return True
+        self._off += self._bufpos
+        rest = self._buf[self._bufpos:]
+        more = os.pread(self._rfd, max(1 << 20, need), self._off + len(rest))
+        self._buf = rest + more
+        self._bufpos = 0
+        return len(self._buf) >= need
+
+    def take_batch(self, n):
+        with self._lock:
+            k = 0
+            while k < n and self._fill(4):
+                (ln,) = _LEN.unpack_from(self._buf, self._bufpos)
+                if not self._fill(4 + ln):
+                    break
+                body = self._buf[self._bufpos + 4:self._bufpos + 4 + ln]
+                del body
+                self._bufpos += 4 + ln
+                k += 1
+            if k:
+                os.pwrite(self._afd, _OFF.pack(self._off + self._bufpos), 0)
+                if self._do_sync:
+                    os.fdatasync(self._afd)
+            return k
+
+    def close(self):
+        for fd in (self._wfd, self._rfd, self._afd):
+            os.close(fd)
+
+
+class PersistQueueAck(Adapter):
+    name = "persist-queue SQLiteAckQueue"
+    events_cap = 0.1     # one commit per put and two per take: 10% of the events
+
+    def open(self, path, durable, capacity, batch):
+        import persistqueue
+        self._q = persistqueue.SQLiteAckQueue(path, multithreading=True, auto_commit=True)
+        if not durable:
+            for conn in {id(self._q._putter): self._q._putter,
+                         id(self._q._getter): self._q._getter}.values():
+                conn.execute("PRAGMA synchronous=OFF")
+        self._empty = persistqueue.Empty
+
+    def put_batch(self, items):
+        put = self._q.put
+        for b in items:
+            put(b)
+
+    def take_batch(self, n):
+        q = self._q
+        k = 0
+        for _ in range(n):
+            try:
+                item = q.get(block=False, raw=True)
+            except self._empty:
+                break
+            q.ack(id=item["pqid"])
+            k += 1
+        if k:
+            # acked rows stay in the table until cleared, and every get() scans
+            # past them: clear them as its documentation advises (one commit)
+            q.clear_acked_data(keep_latest=0)
+        return k
+
+    def close(self):
+        self._q.close()
+
+    @staticmethod
+    def version():
+        from importlib.metadata import version
+        return version("persist-queue")
+
+
+class DiskcacheDeque(Adapter):
+    name = "diskcache Deque+transact"
+
+    def open(self, path, durable, capacity, batch):
+        import diskcache
+        self._cache = diskcache.Cache(path, sqlite_synchronous=2 if durable else 0,
+                                      size_limit=2 ** 40, cull_limit=0)
+        self._dq = diskcache.Deque.fromcache(self._cache)
+
+    def put_batch(self, items):
+        dq = self._dq
+        with dq.transact():
+            for b in items:
+                dq.append(b)
+
+    def take_batch(self, n):
+        dq = self._dq
+        k = 0
+        with dq.transact():
+            for _ in range(n):
+                try:
+                    dq.popleft()
+                except IndexError:
+                    break
+                k += 1
+        return k
+
+    def close(self):
+        self._cache.close()
+
+    @staticmethod
+    def version():
+        import diskcache
+        return diskcache.__version__
+
+
+class SqliteWal(Adapter):
+    name = "sqlite3 WAL queue"
+
+    def open(self, path, durable, capacity, batch):
+        self._lock = threading.Lock()
+        c = sqlite3.connect(os.path.join(path, "q.db"), isolation_level=None,
+                            check_same_thread=False)
+        c.execute("PRAGMA journal_mode=WAL")
+        c.execute("PRAGMA synchronous=%s" % ("FULL" if durable else "OFF"))
+        c.execute("CREATE TABLE IF NOT EXISTS q (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
+        self._c = c
+
+    def put_batch(self, items):
+        with self._lock:
+            c = self._c
+            c.execute("BEGIN IMMEDIATE")
+            c.executemany("INSERT INTO q (body) VALUES (?)", [(b,) for b in items])
+            c.execute("COMMIT")
+
+    def take_batch(self, n):
+        with self._lock:
+            c = self._c
+            c.execute("BEGIN IMMEDIATE")
+            rows = c.execute("SELECT id, body FROM q ORDER BY id LIMIT ?", (n,)).fetchall()
+            if rows:
+                c.execute("DELETE FROM q WHERE id <= ?", (rows[-1][0],))
+            c.execute("COMMIT")
+            return len(rows)
+
+    def close(self):
+        self._c.close()
+
+    @staticmethod
+    def version():
+        return "SQLite " + sqlite3.sqlite_version
+
+
+class LmdbQueue(Adapter):
+    name = "lmdb queue"
+
+    def open(self, path, durable, capacity, batch):
+        import lmdb
+        self._env = lmdb.open(path, map_size=1 << 36, sync=durable, metasync=durable,
+                              max_dbs=0, readahead=False)
+        self._lock = threading.Lock()
+        with self._env.begin() as txn:
+            cur = txn.cursor()
+            self._next = _KEY.unpack(cur.key())[0] + 1 if cur.last() else 0
+
+    def put_batch(self, items):
+        with self._lock:
+            seq = self._next
+            pairs = [(_KEY.pack(seq + i), b) for i, b in enumerate(items)]
+            with self._env.begin(write=True) as txn:
+                txn.cursor().putmulti(pairs, append=True)
+            self._next = seq + len(items)
+
+    def take_batch(self, n):
+        with self._lock, self._env.begin(write=True) as txn:
+            cur = txn.cursor()
+            k = 0
+            if cur.first():
+                while k < n:
+                    bytes(cur.value())
+                    k += 1
+                    if not cur.delete():     # moves to the next key
+                        break
+                    if not cur.key():
+                        break
+            return k
+
+    def close(self):
+        self._env.close()
+
+    @staticmethod
+    def version():
+        import lmdb
+        return lmdb.__version__ + " (LMDB %d.%d.%d)" % lmdb.version()
+
+
+class _ChannelAdapter(Adapter):
+    kind = "fchannel"
+
+    def prepare(self, bodies):
+        return [Event(b) for b in bodies]
+
+    def put_batch(self, items):
+        with self._ch.transaction() as tx:
+            tx.put_batch(items)
+
+    def take_batch(self, n):
+        with self._ch.transaction() as tx:
+            return len(tx.take_batch(n))
+
+    def close(self):
+        self._ch.close()
+
+    @staticmethod
+    def version():
+        return f"{fchannel.__version__} ({'compiled' if fchannel.COMPILED else 'pure'})"
+
+
+class MemoryChannelAdapter(_ChannelAdapter):
+    name = "fchannel MemoryChannel"
+    durable_capable = False
+
+    def open(self, path, durable, capacity, batch):
+        self._ch = MemoryChannel(capacity=capacity, transaction_capacity=max(batch, 1),
+                                 keep_alive=0)
+
+
+class FileChannelAdapter(_ChannelAdapter):
+    name = "fchannel FileChannel"
+
+    def open(self, path, durable, capacity, batch):
+        cls = file_channel_class()
+        self._ch = cls(os.path.join(path, "checkpoint"), [os.path.join(path, "data")],
+                       capacity=capacity, transaction_capacity=max(batch, 1),
+                       fsync_per_transaction=durable)
+
+
+def all_adapters() -> dict[str, Callable[[], Adapter]]:
+    """name -> factory, in report order (baselines, peers, fchannel)."""
+    out: dict[str, Callable[[], Adapter]] = {
+        "raw-sync": lambda: RawFile(True),
+        "raw-nosync": lambda: RawFile(False),
+        "persist-queue": PersistQueueAck,
+        "diskcache": DiskcacheDeque,
+        "sqlite": SqliteWal,
+        "lmdb": LmdbQueue,
+        "memory": MemoryChannelAdapter,
+    }
+    if file_channel_class() is not None:
+        out["file"] = FileChannelAdapter
+    return out
+
+
+def available(key: str) -> str | None:
+    """None when the adapter can run here, else why not."""
+    mods = {"persist-queue": "persistqueue", "diskcache": "diskcache", "lmdb": "lmdb"}
+    if key == "file" and file_channel_class() is None:
+        return "FileChannel not available in this build"
+    mod = mods.get(key)
+    if mod:
+        try:
+            __import__(mod)
+        except ImportError:
+            return f"{mod} not installed (pip install 'fchannel[bench]')"
+    return None

@@ -1,0 +1,242 @@
+"""The ``kafka`` source and sink of the agent, with Flume's property names.
+
+Source (``type = kafka``)::
+
+    a1.sources.k.type = kafka
+    a1.sources.k.channels = c1                 # exactly one FileChannel
+    a1.sources.k.kafka.bootstrap.servers = host:9092
+    a1.sources.k.kafka.topics = orders,payments    # or kafka.topics.regex = ^orders-.*
+    a1.sources.k.kafka.consumer.group.id = flume   # Flume's default
+    a1.sources.k.batchSize = 1000
+    a1.sources.k.batchDurationMillis = 1000
+    a1.sources.k.setTopicHeader = true
+    a1.sources.k.topicHeader = topic
+    a1.sources.k.kafka.consumer.auto.offset.reset = earliest   # any kafka.consumer.* setting
+
+The source spools through :class:`~fchannel.integrations.kafka.KafkaSpooler`:
+exactly once into its channel, which must therefore be one channel with marks
+(a FileChannel); the source's interceptors run on each batch. Several agents
+with the same ``kafka.consumer.group.id`` share the topic's partitions.
+
+Sink (``type = kafka``)::
+
+    a1.sinks.out.type = kafka
+    a1.sinks.out.channel = c1
+    a1.sinks.out.kafka.bootstrap.servers = host:9092
+    a1.sinks.out.kafka.topic = out            # Flume's default: default-flume-topic
+    a1.sinks.out.flumeBatchSize = 100
+    a1.sinks.out.kafka.producer.acks = all    # the default here; Flume's is 1
+    a1.sinks.out.allowTopicOverride = true    # the topicHeader header picks the topic
+    a1.sinks.out.topicHeader = topic
+    a1.sinks.out.partitionIdHeader = part     # optional
+    a1.sinks.out.defaultPartitionId = 0       # optional
+    a1.sinks.out.keyHeader = key              # the message key comes from this header
+    a1.sinks.out.kafka.producer.linger.ms = 5 # any kafka.producer.* setting
+
+Each batch is taken in one transaction, sent, flushed, and every send is
+checked before the take commits (at least once out of the channel).
+
+Flume's dotted Kafka client settings become kafka-python keyword arguments
+(``auto.offset.reset`` -> ``auto_offset_reset``); numbers and true/false are
+converted. Register both with :func:`register` (the agent's registry does so
+for the name ``kafka``), or name them by path:
+``type = fchannel.integrations.kafka_agent.KafkaSource``.
+"""
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any
+
+from fchannel.integrations.kafka import KafkaSpooler, ProducerTarget
+
+from fchannel.agent.component import BatchSink, EventDrivenSource
+from fchannel.agent.properties import Context
+from fchannel.errors import ConfigError
+
+__all__ = ["KafkaSink", "KafkaSource", "client_settings", "register"]
+
+_INT = re.compile(r"^-?\d+$")
+
+
+def client_settings(ctx: Context) -> dict[str, Any]:
+    """Flume-style ``a.b.c = v`` client properties as kafka-python kwargs."""
+    out: dict[str, Any] = {}
+    for key in ctx:
+        raw = ctx.get(key)
+        value: Any = raw.strip()
+        if _INT.match(value):
+            value = int(value)
+        elif value.lower() in ("true", "false"):
+            value = value.lower() == "true"
+        out[key.replace(".", "_").replace("-", "_")] = value
+    return out
+
+
+class KafkaSource(EventDrivenSource):
+    """Flume's Kafka source, exactly once into one FileChannel."""
+
+    def configure(self, ctx: Context) -> None:
+        self.bootstrap = ctx.string("kafka.bootstrap.servers", required=True)
+        self.topics = ctx.names("kafka.topics")
+        self.pattern = ctx.string("kafka.topics.regex")
+        if self.pattern:
+            ctx.regex("kafka.topics.regex")   # reports a bad expression
+        if bool(self.topics) == bool(self.pattern):
+            ctx.problem(None, "set exactly one of kafka.topics and kafka.topics.regex")
+        self.batch_size = ctx.integer("batchSize", 1000, minimum=1)
+        self.batch_duration = ctx.integer("batchDurationMillis", 1000, minimum=1) / 1000.0
+        self.set_topic_header = ctx.boolean("setTopicHeader", True)
+        self.topic_header = ctx.string("topicHeader", "topic")
+        consumer = client_settings(ctx.sub("kafka.consumer."))
+        consumer.setdefault("group_id", "flume")
+        if consumer.get("enable_auto_commit"):
+            ctx.problem("kafka.consumer.enable.auto.commit",
+                        "must be false: the source commits offsets after the channel")
+        consumer["enable_auto_commit"] = False
+        for bad in ("key_deserializer", "value_deserializer"):
+            if bad in consumer:
+                ctx.problem(f"kafka.consumer.{bad.replace('_', '.')}",
+                            "is not supported: events carry the raw bytes")
+        self.consumer_settings = consumer
+        self._consumer: Any = None
+        self._spooler: KafkaSpooler | None = None
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def _channel(self) -> Any:
+        assert self.channel_processor is not None
+        channels = list(self.channel_processor.selector.channels.values())
+        if len(channels) != 1 or not hasattr(channels[0], "marks"):
+            raise ConfigError(
+                f"kafka source {self.name!r} needs exactly one channel that keeps marks "
+                f"(a file channel) to spool exactly once; it has {len(channels)} "
+                f"({', '.join(type(c).__name__ for c in channels)})")
+        return channels[0]
+
+    def start(self) -> None:
+        from kafka import KafkaConsumer
+        channel = self._channel()
+        self._consumer = KafkaConsumer(bootstrap_servers=self.bootstrap,
+                                       **self.consumer_settings)
+        try:
+            self._spooler = _InterceptingSpooler(
+                self, self._consumer, channel,
+                topics=self.topics or None, pattern=self.pattern or None,
+                batch_size=self.batch_size, batch_duration=self.batch_duration,
+                set_topic_header=self.set_topic_header, topic_header=self.topic_header)
+        except BaseException:
+            self._consumer.close()
+            raise
+        self._thread = threading.Thread(target=self._run, name=f"kafka-source-{self.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        assert self._spooler is not None
+        try:
+            self._spooler.run()
+        except BaseException as exc:  # reported, the agent keeps running
+            self.error = exc
+            self.log.exception("kafka source stopped on an error")
+
+    def stop(self) -> None:
+        self.request_stop()
+        if self._spooler is not None:
+            self._spooler.stop()
+        if self._thread is not None:
+            self._thread.join(60)
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+
+class _InterceptingSpooler(KafkaSpooler):
+    """A spooler that runs the source's interceptors on each record's event
+    and counts like a Flume source."""
+
+    def __init__(self, source: KafkaSource, *args: Any, **kw: Any) -> None:
+        self._source = source
+        super().__init__(*args, **kw)
+
+    def _event(self, r: Any) -> Any:
+        e = super()._event(r)
+        self._source.counter.add("EventReceivedCount")
+        return e
+
+    def flush(self) -> int:
+        # interceptors run on the batch in hand, once, just before its commit
+        proc = self._source.channel_processor
+        if proc is not None and proc.interceptors:
+            with self._lock:
+                kept = []
+                for tp, e, off in self._pending:
+                    out = proc.intercept([e])
+                    kept.append((tp, out[0] if out else None, off))
+                self._pending = kept
+        n = super().flush()
+        if n:
+            self._source.counter.add("EventAcceptedCount", n)
+            self._source.counter.add("AppendBatchAcceptedCount")
+        return n
+
+    def _put_events(self, batch: list) -> list:
+        return [e for _tp, e, _off in batch if e is not None]
+
+
+class KafkaSink(BatchSink):
+    """Flume's Kafka sink: a batch per transaction, every send acknowledged
+    before the take commits."""
+
+    def configure(self, ctx: Context) -> None:
+        self.bootstrap = ctx.string("kafka.bootstrap.servers", required=True)
+        self.topic = ctx.string("kafka.topic", "default-flume-topic")
+        self.batch_size = ctx.integer("flumeBatchSize", 100, minimum=1)
+        self.allow_topic_override = ctx.boolean("allowTopicOverride", True)
+        self.topic_header = ctx.string("topicHeader", "topic")
+        self.partition_header = ctx.string("partitionIdHeader")
+        self.default_partition = ctx.integer("defaultPartitionId", None, minimum=0)
+        self.key_header = ctx.string("keyHeader", "key")
+        self.timeout = ctx.integer("kafka.producer.timeoutMillis", 30000, minimum=1) / 1000.0
+        producer = client_settings(ctx.sub("kafka.producer."))
+        producer.pop("timeoutMillis", None)
+        acks = str(producer.get("acks", "all")).lower()
+        producer["acks"] = "all" if acks in ("all", "-1") else int(acks) if _INT.match(acks) \
+            else acks
+        for bad in ("key_serializer", "value_serializer"):
+            if bad in producer:
+                ctx.problem(f"kafka.producer.{bad.replace('_', '.')}",
+                            "is not supported: events are sent as raw bytes")
+        self.producer_settings = producer
+        self.configure_backoff(ctx)
+        self._producer: Any = None
+        self._target: ProducerTarget | None = None
+
+    def start(self) -> None:
+        from kafka import KafkaProducer
+        self._producer = KafkaProducer(bootstrap_servers=self.bootstrap,
+                                       **self.producer_settings)
+        self._target = ProducerTarget(
+            self._producer, self.topic, allow_topic_override=self.allow_topic_override,
+            topic_header=self.topic_header, key_header=self.key_header,
+            partition_header=self.partition_header, timeout=self.timeout,
+            require_acks_all=False, default_partition=self.default_partition)
+
+    def deliver(self, events: list[Any]) -> None:
+        assert self._target is not None
+        self._target(events)
+
+    def stop(self) -> None:
+        if self._producer is not None:
+            self._producer.close()
+            self._producer = None
+
+
+def register() -> None:
+    """Register ``kafka`` as a source and a sink type (and Flume's class names)."""
+    from fchannel.agent.registry import register as reg
+    here = "fchannel.integrations.kafka_agent:"
+    reg("source", "kafka", here + "KafkaSource",
+        aliases=("org.apache.flume.source.kafka.KafkaSource",))
+    reg("sink", "kafka", here + "KafkaSink",
+        aliases=("org.apache.flume.sink.kafka.KafkaSink",))

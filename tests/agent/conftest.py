@@ -1,0 +1,1 @@
+from tests.agent.helpers import agents  # noqa: F401 - the fixture

@@ -1,0 +1,129 @@
+"""Smoke tests of the benchmark harness: ``fchannel bench`` and
+``python -m benchmarks`` run on a tiny workload and produce output of the
+right shape.  Speed is never asserted here."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import fchannel
+from fchannel.bench import NOT_AVAILABLE, file_channel_class, percentile, summarize
+from fchannel.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+HAS_FILE = file_channel_class() is not None
+LAT_KEYS = {"count", "median", "p90", "p99", "max"}
+
+
+def _bench_json(capfd, *argv: str) -> dict:
+    rc = main(["bench", *argv, "--json", "--progress", "off"])
+    out, err = capfd.readouterr()
+    assert rc == 0, err
+    return json.loads(out)
+
+
+def _check_phase(phase: dict, events: int, batch: int) -> None:
+    assert phase["events"] == events
+    assert phase["events_per_s"] > 0 and phase["mb_per_s"] > 0
+    assert set(phase["latency"]) == LAT_KEYS
+    lat = phase["latency"]
+    assert lat["count"] == -(-events // batch)
+    assert 0 <= lat["median"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+
+
+def test_summarize_nearest_rank():
+    s = summarize([float(x) for x in range(1, 101)])
+    assert s == {"count": 100, "median": 50.0, "p90": 90.0, "p99": 99.0, "max": 100.0}
+    assert percentile([3.0], 99) == 3.0
+    assert summarize([])["count"] == 0
+
+
+def test_bench_memory_json(tmp_path, capfd):
+    r = _bench_json(capfd, str(tmp_path), "--channel", "memory", "-n", "500", "-b", "50",
+                    "-p", "2", "-c", "2")
+    assert r["channel"] == "memory"
+    assert r["implementation"] == ("compiled" if fchannel.COMPILED else "pure")
+    _check_phase(r["put"], 500, 50)
+    assert r["take"]["events"] == 500 and r["lost_events"] == 0
+    assert r["open_s"] >= 0
+    assert "reopen_s" not in r          # a memory channel has nothing to replay
+    assert r["machine"]["python"] and r["config"]["events"] == 500
+    assert os.listdir(tmp_path) == []   # its temporary directory is removed
+
+
+def test_bench_memory_concurrent_table(tmp_path, capfd):
+    rc = main(["bench", str(tmp_path), "--channel", "memory", "-n", "300", "-b", "7",
+               "-p", "3", "-c", "2", "--concurrent", "--progress", "off"])
+    out, err = capfd.readouterr()
+    assert rc == 0, err
+    for word in ("put", "take", "events/s", "MB/s", "median ms", "p90 ms", "p99 ms",
+                 "max ms", "open (empty)"):
+        assert word in out
+
+
+def test_bench_plot(tmp_path, capfd):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "out.png"
+    rc = main(["bench", str(tmp_path), "--channel", "memory", "-n", "200", "-b", "10",
+               "--plot", str(png), "--progress", "off"])
+    capfd.readouterr()
+    assert rc == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_bad_option(tmp_path, capfd):
+    rc = main(["bench", str(tmp_path), "--channel", "memory", "-n", "0"])
+    _out, err = capfd.readouterr()
+    assert rc == 2 and "events must be >= 1" in err
+
+
+@pytest.mark.skipif(not HAS_FILE, reason=NOT_AVAILABLE)
+def test_bench_file_json(tmp_path, capfd):
+    r = _bench_json(capfd, str(tmp_path), "--channel", "file", "-n", "400", "-b", "40",
+                    "--data-dirs", "2")
+    assert r["channel"] == "file"
+    _check_phase(r["put"], 400, 40)
+    assert r["size_after_put"] == 400 and r["size_after_reopen"] == 400
+    assert r["reopen_s"] >= 0 and r["take"]["events"] == 400 and r["lost_events"] == 0
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(HAS_FILE, reason="this build has FileChannel")
+def test_bench_file_unavailable(tmp_path, capfd):
+    rc = main(["bench", str(tmp_path), "--channel", "file", "-n", "10"])
+    _out, err = capfd.readouterr()
+    assert rc == 2 and NOT_AVAILABLE in err
+
+
+def test_benchmarks_entry_point(tmp_path):
+    queues = "raw-sync,raw-nosync,sqlite,memory,memory-pure" + (",file" if HAS_FILE else "")
+    out = tmp_path / "results"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    env.pop("FCHANNEL_NO_EXTENSIONS", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--scale", "0.001", "--repeats", "1",
+         "--workloads", "ac", "--queues", queues, "--dir", str(tmp_path), "--out", str(out),
+         "--name", "smoke", "--no-plot"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    md = (out / "smoke.md").read_text()
+    for heading in ("# fchannel benchmarks", "## Machine and versions", "## Targets (issue 5)",
+                    "## (a) 256-byte events", "## (c) single-event durable transactions"):
+        assert heading in md
+    assert "raw write+fdatasync (baseline)" in md and "fchannel MemoryChannel (pure)" in md
+    res = json.loads((out / "smoke.json").read_text())
+    a = res["throughput"]["a"]
+    for q in queues.split(","):
+        row = a[q]
+        assert row["events"] > 0 and row["lost"] == 0
+        assert row["put_eps"] > 0 and row["take_eps"] > 0
+        assert set(row["put_lat"]) == LAT_KEYS
+    assert res["meta"]["machine"]["cpus"] >= 1
+    # only the queue directories' parent is left: every run cleaned up after itself
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
