@@ -48,6 +48,9 @@ app = faust.App(
     web_enabled=False,
     broker_session_timeout=2.0,
     broker_heartbeat_interval=0.5,
+    # offsets acked but not yet committed when a partition moves to another
+    # worker are stored again by that worker: commit often to keep that small
+    broker_commit_interval=float(os.environ.get("FB_COMMIT_INTERVAL", "0.5")),
 )
 source = app.topic(TOPIC, key_type=bytes, value_type=bytes,
                    key_serializer="raw", value_serializer="raw")
