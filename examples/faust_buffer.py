@@ -19,7 +19,9 @@ with the spool's marks, every record of the topic appears exactly once.
 Settings (environment): ``FB_BROKER``, ``FB_TOPIC``, ``FB_DIR``, ``FB_APP``
 (the Faust app id, i.e. the consumer group), ``FB_BATCH`` (events per channel
 transaction, default 200), ``FB_SINK_DELAY`` (default 0.02 s), ``FB_DRAIN``
-(``0`` disables the drainer), ``FB_PROGRESS`` (``1`` prints ``FB stored=N
+(``0`` disables the drainer), ``FB_OUT_TOPIC`` (drain to this topic instead of
+the file, at least once), ``FB_COMMIT_INTERVAL`` (Faust's offset commit
+interval, default 0.5 s), ``FB_PROGRESS`` (``1`` prints ``FB stored=N
 delivered=M`` after each commit, for tests).
 """
 from __future__ import annotations
@@ -94,11 +96,14 @@ class FileSink:
 spool = FaustSpool(channel, batch_size=BATCH, within=0.2).attach(app)
 spool.agent(source, name="spool")
 
-if os.environ.get("FB_DRAIN", "1") != "0":
+drainer: FaustDrainer | None = None
+if os.environ.get("FB_OUT_TOPIC"):          # drain to a Faust topic instead (at least once)
+    out = app.topic(os.environ["FB_OUT_TOPIC"], key_type=bytes, value_type=bytes,
+                    key_serializer="raw", value_serializer="raw")
+    drainer = FaustDrainer(channel, out, batch_size=BATCH, spool=spool).attach(app)
+elif os.environ.get("FB_DRAIN", "1") != "0":
     sink = FileSink(os.path.join(DIR, "sink.txt"), channel, SINK_DELAY)
     drainer = FaustDrainer(channel, sink, batch_size=BATCH, spool=spool).attach(app)
-else:
-    drainer = None
 
 if PROGRESS:
     def _progress() -> None:

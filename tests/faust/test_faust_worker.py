@@ -35,14 +35,16 @@ STORED = re.compile(rb"FB stored=(\d+)")
 class Worker:
     """One ``faust -A faust_buffer worker`` process; output goes to a log file."""
 
-    def __init__(self, kafka, topic: str, app_id: str, datadir, name: str) -> None:
+    def __init__(self, kafka, topic: str, app_id: str, datadir, name: str,
+                 **env: str) -> None:
         self.datadir = str(datadir)
         self.name = name
         self.env = dict(os.environ, FB_BROKER=f"kafka://{kafka.bootstrap}", FB_TOPIC=topic,
                         FB_DIR=self.datadir, FB_APP=app_id, FB_PROGRESS="1", FB_BATCH="100",
                         FB_SINK_DELAY="0.01",
                         PYTHONPATH=os.pathsep.join([EXAMPLES, ROOT,
-                                                    os.environ.get("PYTHONPATH", "")]))
+                                                    os.environ.get("PYTHONPATH", "")]),
+                        **env)
         self.env.pop("PYTHONWARNINGS", None)
         self.proc: subprocess.Popen | None = None
         self.runs = 0
@@ -259,3 +261,46 @@ def test_rebalance_join_and_leave_loses_nothing(kafka, tmp_path, workers):
     # across channels a partition moved before Faust committed its offsets
     # can be stored twice (at least once across workers); report how many
     print(f"rebalance: {len(both)} of {n} messages stored by both workers")
+
+
+def test_drain_to_a_topic_delivers_everything(kafka, tmp_path, workers):
+    """The drainer's topic sink (send with force=True, flush, every ack awaited):
+    a SIGKILL mid-stream, a restart, and every message reaches the output topic."""
+    n, parts = 1000, 2
+    topic = kafka.create_topic("fb-src", partitions=parts)
+    out = kafka.create_topic("fb-out", partitions=parts)
+    w = Worker(kafka, topic, kafka.name("fb-out-app"), tmp_path / "w", "w", FB_OUT_TOPIC=out)
+    workers.append(w)
+    producer = Producer(kafka, topic, n, parts, rate=300, hold=n // 2)
+    producer.start()
+    w.start()
+    w.wait(lambda: w.stored() >= 200, 60, "progress before SIGKILL")
+    w.kill()
+    producer.release()
+    w.start()
+    producer.finish()
+    w.wait(lambda: w.stored() >= n, 60, "every message stored")
+    got = _read_until(kafka, out, producer.expected(), timeout=60)
+    w.stop()
+    assert set(got) == producer.expected()          # none lost (duplicates allowed)
+    assert all(value == b"m%d" % (o * parts + p) for (p, o), value in got.items())
+
+
+def _read_until(kafka, topic, expected, timeout):
+    """{(partition, offset) of the source: value} from *topic*, read from the
+    beginning until it covers *expected* or *timeout* passes."""
+    from kafka import KafkaConsumer, TopicPartition
+    c = KafkaConsumer(bootstrap_servers=kafka.bootstrap, enable_auto_commit=False,
+                      auto_offset_reset="earliest")
+    try:
+        c.assign([TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic))])
+        got: dict = {}
+        deadline = time.monotonic() + timeout
+        while not set(got) >= expected and time.monotonic() < deadline:
+            for recs in c.poll(timeout_ms=200).values():
+                for r in recs:
+                    h = {k: v.decode() for k, v in r.headers}
+                    got[(int(h["partition"]), int(h["offset"]))] = r.value
+        return got
+    finally:
+        c.close()
