@@ -316,3 +316,30 @@ def test_drainer_stop_lets_the_batch_in_hand_commit(tmp_path):
     out = asyncio.run(body())
     assert len(out) == 10 and ch.size == 0       # delivered and committed, not redone
     ch.close()
+
+
+def test_attach_registers_the_flusher_and_flushes_on_revoke_and_shutdown(tmp_path):
+    import faust
+    ch = open_channel(tmp_path)
+    app = faust.App("fchannel-unit", broker="kafka://127.0.0.1:9", store="memory://",
+                    datadir=str(tmp_path / "faust"), web_enabled=False)
+    spool = FaustSpool(ch, batch_size=10, within=60).attach(app)
+    drainer = FaustDrainer(ch, lambda b: None, batch_size=10, spool=spool).attach(app)
+    assert len(app._app_tasks) == 2
+    topic = app.topic("t", value_serializer="raw")
+    agent = spool.agent(topic, name="spool-unit")
+    assert agent.name == "spool-unit"
+    first, second = evs("t", 0, range(3)), evs("t", 0, range(3, 5))
+
+    async def body():
+        await _add_all(spool, first)                 # `within` is long: nothing flushes...
+        await app.on_partitions_revoked.send(set())  # ...until the partitions are revoked
+        assert spool.pending == 0 and all(e.acked for e in first)
+        await _add_all(spool, second)
+        await app.on_before_shutdown.send()          # and on shutdown
+        assert spool.pending == 0 and all(e.acked for e in second)
+
+    asyncio.run(body())
+    assert [int(e.headers["offset"]) for e in take_all(ch)] == list(range(5))
+    assert drainer.delivered == 0
+    ch.close()
