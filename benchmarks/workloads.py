@@ -201,6 +201,9 @@ def _worker(task: str, spec: dict[str, Any], env: dict[str, str] | None = None,
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
+        if env.get("FCHANNEL_NO_EXTENSIONS"):
+            # the pure twins on purpose: an inherited "require compiled" must not refuse them
+            full_env.pop("FCHANNEL_REQUIRE_EXTENSIONS", None)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     full_env["PYTHONPATH"] = root + os.pathsep + full_env.get("PYTHONPATH", "")
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.PIPE,
