@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from fchannel._config import Prop, as_float, as_int, kwargs_from_properties
-from fchannel.aio import AsyncTransaction
-from fchannel.errors import ChannelClosedError, ChannelFullError, ConfigError
+from fchannel.channel import ChannelBase
+from fchannel.errors import ChannelFullError, ConfigError
 from fchannel.event import Event
 from fchannel.transaction import Transaction
 
@@ -73,7 +73,7 @@ class MemoryTransaction(Transaction):
         self._attempts = 0
 
 
-class MemoryChannel:
+class MemoryChannel(ChannelBase):
     """A thread-safe in-memory channel with Flume's transaction semantics.
 
     ``byte_capacity`` (``None``: unlimited) bounds the total body bytes held,
@@ -129,34 +129,9 @@ class MemoryChannel:
         self._check_open()
         return MemoryTransaction(self)
 
-    def atransaction(self, executor: Any = None) -> AsyncTransaction:
-        """The asyncio face: ``async with ch.atransaction() as tx: await tx.put(e)``;
-        blocking steps run in *executor* (default: the loop's)."""
-        return AsyncTransaction(self.transaction(), executor)
-
     @property
     def size(self) -> int:
         return len(self._queue)
-
-    @property
-    def capacity(self) -> int:
-        return self._capacity
-
-    @property
-    def transaction_capacity(self) -> int:
-        return self._transaction_capacity
-
-    @property
-    def remaining(self) -> int:
-        return self._capacity - self._slots_used
-
-    @property
-    def fill_percentage(self) -> float:
-        return 100.0 * self._slots_used / self._capacity
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     @property
     def counters(self) -> dict[str, Any]:
@@ -179,20 +154,10 @@ class MemoryChannel:
             self._closed = True
             self._cond.notify_all()
 
-    def __enter__(self) -> MemoryChannel:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"<MemoryChannel {self.name!r} size={self.size}/{self._capacity}>"
 
     # ---- used by MemoryTransaction ------------------------------------------
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ChannelClosedError(f"channel {self.name!r} is closed")
-
     def _take(self, n: int) -> list[Event]:
         with self._cond:
             self._check_open()

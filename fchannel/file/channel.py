@@ -24,9 +24,8 @@ from typing import Any
 from fchannel._compat import codec
 from fchannel._compat import queue as _queue_mod
 from fchannel._config import Prop, as_bool, as_float, as_int, kwargs_from_properties
-from fchannel.aio import AsyncTransaction
+from fchannel.channel import ChannelBase
 from fchannel.errors import (
-    ChannelClosedError,
     ChannelError,
     ChannelFullError,
     ChannelLockedError,
@@ -179,7 +178,7 @@ class FileTransaction(Transaction):
         self._ch._rollback(self)
 
 
-class FileChannel:
+class FileChannel(ChannelBase):
     """A durable, transactional channel backed by log files and a checkpoint.
 
     See DESIGN §3 for the parameters; all sizes are bytes and all intervals
@@ -376,34 +375,9 @@ class FileChannel:
         self._check_open()
         return FileTransaction(self, self._txn_ids.next())
 
-    def atransaction(self, executor: Any = None) -> AsyncTransaction:
-        """The asyncio face: ``async with ch.atransaction() as tx: await tx.put(e)``;
-        blocking steps run in *executor* (default: the loop's)."""
-        return AsyncTransaction(self.transaction(), executor)
-
     @property
     def size(self) -> int:
         return self._queue.size
-
-    @property
-    def capacity(self) -> int:
-        return self._capacity
-
-    @property
-    def transaction_capacity(self) -> int:
-        return self._transaction_capacity
-
-    @property
-    def remaining(self) -> int:
-        return self._capacity - self._slots_used
-
-    @property
-    def fill_percentage(self) -> float:
-        return 100.0 * self._slots_used / self._capacity
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     @property
     def marks(self) -> dict[str, int]:
@@ -495,19 +469,9 @@ class FileChannel:
         self._lock_fds = []
         self._closed = True
 
-    def __enter__(self) -> FileChannel:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"size={self.size}/{self._capacity}"
         return f"<FileChannel {self.name!r} {state}>"
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ChannelClosedError(f"channel {self.name!r} is closed")
 
     # ---- puts ------------------------------------------------------------------------------
     def _reserve(self, n: int) -> None:
