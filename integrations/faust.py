@@ -61,6 +61,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from fchannel.integrations._records import MARK_PREFIX, mark_key, record_event
+
 from fchannel.errors import ConfigError
 from fchannel.event import Event
 
@@ -74,14 +76,8 @@ __all__ = ["FaustDrainer", "FaustSpool", "TopicSink", "event_from_message", "mar
 
 log = logging.getLogger(__name__)
 
-MARK_PREFIX = "kafka"
 
 Sink = Callable[[list[Event]], Any]
-
-
-def mark_key(topic: str, partition: int) -> str:
-    """The channel mark holding the next offset (highest stored + 1) of a partition."""
-    return f"{MARK_PREFIX}:{topic}:{partition}"
 
 
 def event_from_message(message: Any, copy_headers: bool = True) -> Event:
@@ -89,44 +85,14 @@ def event_from_message(message: Any, copy_headers: bool = True) -> Event:
     value as body; headers ``topic``, ``partition``, ``offset``,
     ``timestamp`` (ms), ``key`` (or ``key_base64`` when not UTF-8) and, with
     *copy_headers*, the message's own UTF-8 headers."""
-    headers: dict[str, str] = {}
-    if copy_headers and message.headers:
-        items = message.headers.items() if isinstance(message.headers, Mapping) \
-            else message.headers
-        for k, v in items:
-            if v is None:
-                continue
-            try:
-                headers[str(k)] = v.decode("utf-8") if isinstance(v, bytes) else str(v)
-            except UnicodeDecodeError:
-                continue
-    headers["topic"] = message.topic
-    headers["partition"] = str(message.partition)
-    headers["offset"] = str(message.offset)
-    ts = message.timestamp
-    if ts is not None and ts >= 0:
-        headers["timestamp"] = str(int(ts * 1000))   # Faust keeps seconds
-    key = message.key
-    if key is not None:
-        if isinstance(key, bytes):
-            try:
-                headers["key"] = key.decode("utf-8")
-            except UnicodeDecodeError:
-                headers["key_base64"] = base64.b64encode(key).decode("ascii")
-        else:
-            headers["key"] = str(key)
-    value = message.value
-    if value is None:
-        body = b""
-    elif isinstance(value, bytes):
-        body = value
-    elif isinstance(value, str):
-        body = value.encode("utf-8")
-    else:
-        raise TypeError(f"message value must be bytes or str (use value_serializer='raw'), "
-                        f"got {type(value).__name__} at {message.topic}/{message.partition}"
-                        f"@{message.offset}")
-    return Event(body, headers)
+    headers = message.headers if copy_headers else None
+    if isinstance(headers, Mapping):
+        headers = headers.items()
+    ts = message.timestamp   # Faust keeps seconds
+    return record_event(topic=message.topic, partition=message.partition,
+                        offset=message.offset, key=message.key, value=message.value,
+                        timestamp_ms=None if ts is None or ts < 0 else int(ts * 1000),
+                        headers=headers, value_hint="use value_serializer='raw'")
 
 
 class _Backoff:

@@ -33,12 +33,13 @@ therefore overridden by the marks; clear them with a new channel.
 """
 from __future__ import annotations
 
-import base64
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
+
+from fchannel.integrations._records import mark_key, record_event
 
 from fchannel.errors import ChannelFullError, ConfigError
 from fchannel.event import Event
@@ -54,14 +55,6 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 __all__ = ["KafkaSpooler", "ProducerTarget", "drain", "mark_key"]
 
 log = logging.getLogger(__name__)
-
-MARK_PREFIX = "kafka"
-
-
-def mark_key(topic: str, partition: int) -> str:
-    """The channel mark that holds the next offset of *topic*/*partition*."""
-    return f"{MARK_PREFIX}:{topic}:{partition}"
-
 
 def _offset_and_metadata(offset: int) -> Any:
     # kafka-python >= 2.1 has (offset, metadata, leader_epoch); older ones two fields
@@ -329,41 +322,11 @@ class KafkaSpooler:
                 self._first_at = time.monotonic()
 
     def _event(self, r: Any) -> Event:
-        headers: dict[str, str] = {}
-        if self.copy_headers and r.headers:
-            for k, v in r.headers:
-                if v is None:
-                    continue
-                try:
-                    headers[k] = v.decode("utf-8") if isinstance(v, bytes) else str(v)
-                except UnicodeDecodeError:
-                    continue
-        if self.set_topic_header:
-            headers[self.topic_header] = r.topic
-        headers["partition"] = str(r.partition)
-        headers["offset"] = str(r.offset)
-        if r.timestamp is not None and r.timestamp >= 0:
-            headers["timestamp"] = str(r.timestamp)
-        key = r.key
-        if key is not None:
-            if isinstance(key, bytes):
-                try:
-                    headers["key"] = key.decode("utf-8")
-                except UnicodeDecodeError:
-                    headers["key_base64"] = base64.b64encode(key).decode("ascii")
-            else:
-                headers["key"] = str(key)
-        value = r.value
-        if value is None:
-            body = b""
-        elif isinstance(value, bytes):
-            body = value
-        elif isinstance(value, str):
-            body = value.encode("utf-8")
-        else:
-            raise TypeError(f"record value of type {type(value).__name__} from {r.topic}/"
-                            f"{r.partition}@{r.offset}: use no value_deserializer")
-        return Event(body, headers)
+        return record_event(topic=r.topic, partition=r.partition, offset=r.offset,
+                            timestamp_ms=r.timestamp, key=r.key, value=r.value,
+                            headers=r.headers if self.copy_headers else None,
+                            topic_header=self.topic_header if self.set_topic_header else None,
+                            value_hint="use no value_deserializer")
 
     def flush(self) -> int:
         """Commit the batch in hand to the channel (with its marks), then its
