@@ -133,22 +133,7 @@ cdef class EventQueue:
 
     def refs(self):
         """Per log file id, how many queued pointers point into it."""
-        cdef dict out = {}
-        cdef Py_ssize_t i
-        cdef int64_t fid, last = -1
-        cdef Py_ssize_t run = 0
-        for i in range(self._size):
-            fid = self.ring[self._slot(i)] >> 32
-            if fid == last:
-                run += 1
-                continue
-            if run:
-                out[last] = out.get(last, 0) + run
-            last = fid
-            run = 1
-        if run:
-            out[last] = out.get(last, 0) + run
-        return out
+        return _count_refs(self.ring, self._capacity, self._head, self._size)
 
     def dirty_count(self):
         cdef Py_ssize_t w, n = 0
@@ -208,21 +193,16 @@ cdef class EventQueue:
         self._size = size
 
 
-def ring_refs(const int64_t[::1] slots, Py_ssize_t head, Py_ssize_t size):
-    """Per log file id, how many of the *size* pointers from *head* of a
-    checkpoint ring point into it."""
-    cdef Py_ssize_t cap = slots.shape[0], i, s
-    cdef int64_t fid, last = -1
-    cdef Py_ssize_t run = 0
+cdef dict _count_refs(const int64_t* ring, Py_ssize_t cap, Py_ssize_t head, Py_ssize_t size):
     cdef dict out = {}
-    if size < 0 or size > cap or (cap and not 0 <= head < cap):
-        raise ValueError(f"head={head} size={size} do not fit a ring of {cap} slots")
+    cdef Py_ssize_t i, s, run = 0
+    cdef int64_t fid, last = -1
     for i in range(size):
         s = head + i
         if s >= cap:
             s -= cap
-        fid = slots[s] >> 32
-        if fid == last:
+        fid = ring[s] >> 32
+        if fid == last:   # pointers come in runs from one file: count a run at once
             run += 1
             continue
         if run:
@@ -232,6 +212,17 @@ def ring_refs(const int64_t[::1] slots, Py_ssize_t head, Py_ssize_t size):
     if run:
         out[last] = out.get(last, 0) + run
     return out
+
+
+def ring_refs(const int64_t[::1] slots, Py_ssize_t head, Py_ssize_t size):
+    """Per log file id, how many of the *size* pointers from *head* of a
+    checkpoint ring point into it."""
+    cdef Py_ssize_t cap = slots.shape[0]
+    if size < 0 or size > cap or (cap and not 0 <= head < cap):
+        raise ValueError(f"head={head} size={size} do not fit a ring of {cap} slots")
+    if size == 0:
+        return {}
+    return _count_refs(&slots[0], cap, head, size)
 
 
 def common_file(pointers):

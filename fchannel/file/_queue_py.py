@@ -85,11 +85,7 @@ class EventQueue:
         return [self._ring[self._slot(i)] for i in range(self._size)]
 
     def refs(self) -> dict[int, int]:
-        out: dict[int, int] = {}
-        for i in range(self._size):
-            fid = self._ring[self._slot(i)] >> 32
-            out[fid] = out.get(fid, 0) + 1
-        return out
+        return ring_refs(self._ring, self._head, self._size)
 
     def dirty_count(self) -> int:
         return len(self._dirty)
