@@ -14,7 +14,7 @@ import re
 import struct
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fchannel._compat import codec
 from fchannel.errors import ChannelError, ChannelFullError, CorruptionError
@@ -132,16 +132,23 @@ class LogFile:
     closed: bool            # nothing more will be appended
     ckpt_position: int = F.LOG_HEADER_SIZE
     ckpt_woid: int = 0
+    #: the checkpointer and a roll (or close) may write the .meta at the same time
+    _meta_lock: threading.Lock = field(default_factory=threading.Lock, repr=False,
+                                       compare=False)
 
     @property
     def meta_path(self) -> str:
         return self.path + F.META_SUFFIX
 
     def write_meta(self) -> None:
-        write_framed(self.meta_path, F.LOG_META_MAGIC, pb.LogMeta(
-            version=1, log_id=self.file_id, checkpoint_position=self.ckpt_position,
-            checkpoint_write_order_id=self.ckpt_woid, created_write_order_id=self.created_woid,
-            last_write_order_id=self.last_woid, closed=self.closed))
+        # one writer at a time (they share the .tmp name), and the fields are
+        # read under the lock, so the last writer writes the newest state
+        with self._meta_lock:
+            write_framed(self.meta_path, F.LOG_META_MAGIC, pb.LogMeta(
+                version=1, log_id=self.file_id, checkpoint_position=self.ckpt_position,
+                checkpoint_write_order_id=self.ckpt_woid,
+                created_write_order_id=self.created_woid,
+                last_write_order_id=self.last_woid, closed=self.closed))
 
 
 def read_log_meta(path: str, file_id: int):
