@@ -730,6 +730,7 @@ class FileChannel:
                 with lg.lock:
                     woid = lg.next_woid - 1
                     positions = {w.info.file_id: w.offset for w in lg.writers if w is not None}
+                    captured = set(lg.files)
                     inflight_puts = {t.id: list(t._flushed) for t in self._active.values()
                                      if t._flushed}
                 with self._cond:
@@ -751,7 +752,9 @@ class FileChannel:
                          self._txn_ids.peek())
             for fid in log_ids:
                 info = lg.files.get(fid)
-                if info is None:
+                if info is None or fid not in captured:
+                    # created by a roll after the capture: all of it is newer than
+                    # this checkpoint, replay must read it from the start
                     continue
                 pos = positions.get(fid)
                 info.ckpt_position = pos if pos is not None else os.path.getsize(info.path)

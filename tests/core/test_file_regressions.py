@@ -37,3 +37,47 @@ def test_concurrent_log_meta_writes_do_not_collide(tmp_path):
     meta = read_log_meta(path, 7)
     assert meta.closed and meta.last_write_order_id == 99
     assert not (tmp_path / ("log-7" + F.META_SUFFIX + ".tmp")).exists()
+
+
+def test_log_created_during_a_checkpoint_is_replayed_from_its_start(tmp_path, monkeypatch):
+    """Bug: a checkpoint set the .meta position of every log file it listed
+    to the file's size when it wrote the metas, including files created by a
+    roll *after* it captured the queue; replay from that checkpoint then
+    skipped the records written there in between (lost puts, resurrected
+    takes).  Found by the crash harness (kill during a log roll)."""
+    from fchannel import Event, FileChannel
+
+    def open_ch():
+        return FileChannel(tmp_path / "ck", [tmp_path / "d0"], capacity=1000,
+                           transaction_capacity=100, max_file_size=1024,
+                           minimum_required_space=0, checkpoint_interval=3600,
+                           checkpoint_on_close=False)
+
+    ch = open_ch()
+    with ch.transaction() as tx:
+        tx.put_batch([Event(b"before %d" % i) for i in range(3)])
+    orig_sync_all = ch._log.sync_all
+    late = [Event(b"late %d" % i + b"x" * 200) for i in range(12)]   # rolls several times
+
+    def sync_all():
+        # the checkpoint has captured the queue; commits go on meanwhile
+        if threading.current_thread() is threading.main_thread() and late[0] not in done:
+            for e in late:
+                with ch.transaction() as tx:
+                    tx.put(e)
+                done.append(e)
+        return orig_sync_all()
+
+    done: list = []
+    monkeypatch.setattr(ch._log, "sync_all", sync_all)
+    files_before = len(ch._log.files)
+    ch.checkpoint()
+    assert len(ch._log.files) > files_before   # the late puts rolled to new files
+    monkeypatch.undo()
+    ch.close()
+    ch = open_ch()
+    assert ch.counters["open_mode"] == "checkpoint"
+    with ch.transaction() as tx:
+        got = tx.take_batch(100)
+    assert [e.body for e in got] == [b"before %d" % i for i in range(3)] + [e.body for e in late]
+    ch.close()
