@@ -178,6 +178,19 @@ def _ordered(streams):
         yield fid, by_fid[fid], i
 
 
+def _drop_inflight(ckpt_takes: dict[int, list[int]], ptr: int) -> bool:
+    """Remove *ptr* from the takes that were in flight at the checkpoint.
+
+    Their transaction was rolled back later (a rolled-back take writes no
+    record), the events went back to the head and another transaction took
+    and committed them: they must not come back at the end of replay."""
+    for ptrs in ckpt_takes.values():
+        if ptr in ptrs:
+            ptrs.remove(ptr)
+            return True
+    return False
+
+
 def _apply(streams, maps, queue, ckpt, woid_floor, fast, result) -> None:
     pending_puts: dict[int, list[int]] = {}
     pending_takes: dict[int, list[int]] = {}
@@ -237,7 +250,7 @@ def _apply(streams, maps, queue, ckpt, woid_floor, fast, result) -> None:
                     if alive is not None:
                         if alive.pop(p, 0) is not None:
                             unmatched += 1
-                    elif not queue.remove(p):
+                    elif not queue.remove(p) and not _drop_inflight(ckpt_takes, p):
                         unmatched += 1
         elif rtype == F.REC_ROLLBACK:
             pending_puts.pop(txn, None)

@@ -81,3 +81,35 @@ def test_log_created_during_a_checkpoint_is_replayed_from_its_start(tmp_path, mo
         got = tx.take_batch(100)
     assert [e.body for e in got] == [b"before %d" % i for i in range(3)] + [e.body for e in late]
     ch.close()
+
+
+def test_take_rolled_back_after_a_checkpoint_then_taken_again_stays_taken(tmp_path):
+    """Bug: a take transaction open at a checkpoint is saved as in-flight;
+    when it was rolled back (no record is written) and another transaction
+    then took and committed the same events, replay from that checkpoint
+    could not find them in the queue (they were in the in-flight list) and
+    brought them back at the head.  Found by the crash harness."""
+    from fchannel import Event, FileChannel
+
+    def open_ch():
+        return FileChannel(tmp_path / "ck", [tmp_path / "d0", tmp_path / "d1"], capacity=100,
+                           transaction_capacity=100, minimum_required_space=0,
+                           checkpoint_interval=3600, checkpoint_on_close=False)
+
+    ch = open_ch()
+    with ch.transaction() as tx:
+        tx.put_batch([Event(b"%d" % i) for i in range(5)])
+    t1 = ch.transaction()
+    t1.begin()
+    assert len(t1.take_batch(5)) == 5
+    ch.checkpoint()                   # t1's takes are in flight
+    t1.rollback()
+    t1.close()
+    with ch.transaction() as tx:      # the same events, taken for good
+        assert [e.body for e in tx.take_batch(2)] == [b"0", b"1"]
+    ch.close()
+    ch = open_ch()
+    assert ch.counters["open_mode"] == "checkpoint"
+    with ch.transaction() as tx:
+        assert [e.body for e in tx.take_batch(10)] == [b"2", b"3", b"4"]
+    ch.close()
