@@ -408,7 +408,9 @@ class Log:
             os.close(fd)
         if info is None:
             return
-        for path in (info.path, info.meta_path):
+        # the .meta first: a crash in between leaves a log without a .meta,
+        # which replay reads in full, never a .meta without its log
+        for path in (info.meta_path, info.path):
             try:
                 os.unlink(path)
             except FileNotFoundError:

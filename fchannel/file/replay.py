@@ -82,8 +82,12 @@ def _scan_file(fid: int, di: int, path: str, ckpt_woid: int, have_ckpt: bool,
         if size >= F.LOG_HEADER_SIZE or meta is not None:
             result.damage.append(Damage(path, 0, F.LOG_HEADER_SIZE, "header", str(exc)))
         else:  # created and never finished: a crash while rolling
-            result.damage.append(Damage(path, 0, size, "torn", "(empty log)"))
+            result.damage.append(Damage(path, 0, size, "torn", "(empty log, removed)"))
             result.torn_tails += 1
+            # it holds nothing; kept, it would get a .meta at the next checkpoint
+            # and then look like a log whose header was destroyed
+            os.unlink(path)
+            return None, None, None
     if created is None:
         created = meta.created_write_order_id if meta is not None else 0
     info = LogFile(fid, di, path, created_woid=created,
@@ -135,6 +139,8 @@ def replay(lg: Log, queue, ckpt: LoadedCheckpoint | None, *, fast: bool, mode: s
         for fid, di, path in list_logs(lg.data_dirs):
             max_fid = max(max_fid, fid)
             info, recs, mm = _scan_file(fid, di, path, woid_floor, ckpt is not None, result)
+            if info is None:
+                continue
             lg.files[fid] = info
             max_woid = max(max_woid, info.last_woid)
             if recs is not None and len(recs):

@@ -3,6 +3,7 @@ tests/corruption, tests/fuzz, tests/stress) found in the FileChannel.  Each
 names the bug it pins."""
 from __future__ import annotations
 
+import os
 import threading
 
 from fchannel.file import format as F
@@ -113,3 +114,48 @@ def test_take_rolled_back_after_a_checkpoint_then_taken_again_stays_taken(tmp_pa
     with ch.transaction() as tx:
         assert [e.body for e in tx.take_batch(10)] == [b"2", b"3", b"4"]
     ch.close()
+
+
+def test_log_torn_at_creation_is_removed_not_reported_as_damaged_later(tmp_path):
+    """Bug: a kill inside a log roll can leave ``log-N`` with no (or half a)
+    header.  Replay counted it as a torn tail, but kept it; the next
+    checkpoint wrote a .meta for it, and every later open reported the log's
+    header as damaged.  Found by the crash harness (kill during a roll)."""
+    from fchannel import Event, FileChannel
+
+    def open_ch():
+        return FileChannel(tmp_path / "ck", [tmp_path / "d0"], capacity=100,
+                           transaction_capacity=100, minimum_required_space=0,
+                           checkpoint_interval=3600)
+
+    ch = open_ch()
+    with ch.transaction() as tx:
+        tx.put(Event(b"kept"))
+    ch.close()
+    (tmp_path / "d0" / "log-50").write_bytes(b"FCLG\x01")   # the roll died here
+    ch = open_ch()
+    assert ch.counters["open_torn_tails"] == 1 and ch.damage == []
+    assert not (tmp_path / "d0" / "log-50").exists()
+    ch.checkpoint()
+    ch.close()
+    ch = open_ch()
+    assert ch.damage == [] and ch.counters["open_corrupt_records"] == 0
+    with ch.transaction() as tx:
+        assert tx.take().body == b"kept"
+    ch.close()
+
+
+def test_gc_removes_the_meta_before_the_log(tmp_path, monkeypatch):
+    """A kill between the two unlinks of a log deletion must not leave a
+    .meta whose log is gone (nothing would ever remove it)."""
+    from fchannel.file import log as logmod
+
+    path = tmp_path / "log-3"
+    path.write_bytes(b"")
+    (tmp_path / "log-3.meta").write_bytes(b"")
+    lg = logmod.Log([str(tmp_path)], 4096, 0, "t")
+    lg.files[3] = logmod.LogFile(3, 0, str(path), created_woid=1, last_woid=1, closed=True)
+    order = []
+    monkeypatch.setattr(logmod.os, "unlink", lambda p: order.append(os.path.basename(p)))
+    lg.delete(3)
+    assert order == ["log-3.meta", "log-3"]
