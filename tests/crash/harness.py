@@ -185,7 +185,8 @@ class Harness:
             "max_file_size": self.rng.choice([2048, 4096, 16384]),
             "fsync_per_transaction": self.rng.random() < 0.8,
             "fast": self.rng.random() < 0.3,
-            "first_id": it * 1_000_000, "low": 20, "high": 150, "op_sleep": 0.0,
+            "first_id": it * 1_000_000, "op_sleep": 0.0,
+            **dict(zip(("low", "high"), self.rng.choice([(20, 150), (20, 150), (300, 900)]))),
         }
         env = dict(os.environ)
         env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
