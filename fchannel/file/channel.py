@@ -36,8 +36,8 @@ from fchannel.errors import (
 from fchannel.event import Event
 from fchannel.file import format as F
 from fchannel.file.checkpoint import CheckpointStore, LoadedCheckpoint
-from fchannel.file.log import Log
-from fchannel.file.replay import ReplayResult, replay
+from fchannel.file.log import ANY_FILE, Log
+from fchannel.file.replay import Damage, ReplayResult, replay
 from fchannel.transaction import Transaction
 
 log = logging.getLogger("fchannel.file")
@@ -299,6 +299,7 @@ class FileChannel:
             self._queue.load(self._store.slots, ckpt.head, ckpt.size)
         self._replay: ReplayResult = replay(self._log, self._queue, ckpt,
                                             fast=self._use_fast_replay, mode=mode, name=self.name)
+        self._find_missing_logs()
         if ckpt is None:
             self._store.create()
             self._queue.mark_all_dirty()
@@ -317,6 +318,17 @@ class FileChannel:
         self._open_seconds = time.monotonic() - t0
         self._need_checkpoint = ckpt is None or self._replay.records > 0
         self._start_threads()
+
+    def _find_missing_logs(self) -> None:
+        """Report queued events that point into a log file no data dir has
+        (deleted or lost): they cannot be delivered."""
+        for fid, n in sorted(self._queue.refs().items()):
+            if fid not in self._log.files:
+                d = Damage(f"log-{fid}", 0, 0, "missing",
+                           f"(in none of the data dirs {', '.join(self._data_dirs)}; {n} queued "
+                           "event(s) point into it and cannot be delivered)")
+                self._replay.damage.append(d)
+                log.error("%s: %s", self.name, d)
 
     def _lock(self, d: str) -> None:
         path = os.path.join(d, F.LOCK_FILE)
@@ -649,7 +661,8 @@ class FileChannel:
         try:
             with self._log.lock:
                 self._check_open()
-                _p, fid, end = self._log.write(tx._dir, buf, None)
+                _p, fid, end = self._log.write(tx._dir, buf, None,
+                                               {p >> 32 for p in tx._taken})
             if self._fsync_per_transaction:
                 self._log.sync(fid, end)
             with self._cond:
@@ -776,38 +789,54 @@ class FileChannel:
                                      "write_order_id": woid}
 
     def _gc(self, woid: int, refs: dict[int, int]) -> None:
-        """Delete the oldest log files that nothing needs any more.
+        """Delete the log files that nothing needs any more.
 
-        A file goes only with every file older than it, when no queued or
-        in-flight event points into it, it is closed, all its records are
-        covered by the checkpoint, and it was finished before the oldest kept
-        file was started (so none of its take records can refer to a kept
-        event: a full replay of what remains never resurrects a taken event).
+        In each data dir, the oldest files go while none is current, none
+        holds a queued or in-flight event and all their records are covered
+        by the checkpoint (a transaction's records all live in one dir, so
+        no kept file holds a commit for a deleted one's puts).  A candidate
+        stays, with every newer file of its dir, while one of its take
+        records points into a file that stays: a full replay of what remains
+        must never resurrect a taken event.  Take-targets go first, so a
+        crash in the middle leaves a safe set too.
         """
         lg = self._log
         current = lg.current_ids()
-        ids = sorted(lg.files)
-        prefix: list[int] = []
-        for fid in ids:
-            info = lg.files[fid]
-            if fid in current or refs.get(fid) or not info.closed or info.last_woid > woid:
+        cand: set[int] = set()
+        for i in range(len(lg.data_dirs)):
+            for fid in sorted(f for f, inf in lg.files.items() if inf.dir_index == i):
+                info = lg.files[fid]
+                if fid in current or refs.get(fid) or not info.closed or info.last_woid > woid:
+                    break
+                cand.add(fid)
+
+        def needs(fid: int) -> set[int]:
+            """The files that must go no later than *fid*."""
+            targets = lg.take_targets(fid)
+            if ANY_FILE in targets:   # damaged: any file it may have taken from
+                last = lg.files[fid].last_woid
+                return {f for f, inf in lg.files.items() if inf.created_woid <= last} - {fid}
+            return {t for t in targets if t in lg.files and t != fid}
+
+        for _ in range(len(cand) + 1):
+            blocked = next((f for f in sorted(cand) if not needs(f) <= cand), None)
+            if blocked is None:
                 break
-            prefix.append(fid)
-        while prefix:
-            rest = [f for f in ids if f > prefix[-1]]
-            if not rest:
-                break
-            newest = max(lg.files[f].last_woid for f in prefix)
-            if newest < lg.files[rest[0]].created_woid:
-                break
-            prefix.pop()
-        for fid in prefix:
+            di = lg.files[blocked].dir_index
+            cand -= {f for f in cand if f >= blocked and lg.files[f].dir_index == di}
+        order: list[int] = []
+        left = set(cand)
+        while left:
+            ready = [f for f in sorted(left) if not (needs(f) & left)] or [min(left)]
+            order.append(ready[0])
+            left.discard(ready[0])
+        for fid in order:
             lg.delete(fid)
-        if prefix:
+        if order:
             with self._cond:
-                self._counters["gc_deleted"] += len(prefix)
-            log.info("%s: deleted %d log file(s): %s", self.name, len(prefix),
-                     ", ".join(f"log-{f}" for f in prefix))
+                self._counters["gc_deleted"] += len(order)
+            log.info("%s: deleted %d log file(s): %s", self.name, len(order),
+                     ", ".join(f"log-{f}" for f in order))
 
 
 class _TxnIds:

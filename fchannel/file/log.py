@@ -23,6 +23,8 @@ from fchannel.file import format as F
 
 log = logging.getLogger("fchannel.file")
 
+#: in LogFile.take_targets: the file's takes may point anywhere (it is damaged)
+ANY_FILE = -1
 _LOG_NAME = re.compile(r"^log-(\d+)$")
 _U32 = struct.Struct("<I")
 
@@ -132,6 +134,9 @@ class LogFile:
     closed: bool            # nothing more will be appended
     ckpt_position: int = F.LOG_HEADER_SIZE
     ckpt_woid: int = 0
+    #: ids of the log files its take records point into (None: not known yet;
+    #: ANY_FILE in it: a damaged record may have been a take of anything)
+    take_targets: set[int] | None = None
     #: the checkpointer and a roll (or close) may write the .meta at the same time
     _meta_lock: threading.Lock = field(default_factory=threading.Lock, repr=False,
                                        compare=False)
@@ -232,7 +237,7 @@ class Log:
             raise
         info = LogFile(file_id, i, path, created_woid=next_woid,
                        last_woid=next_woid - 1, closed=False,
-                       ckpt_position=F.LOG_HEADER_SIZE, ckpt_woid=0)
+                       ckpt_position=F.LOG_HEADER_SIZE, ckpt_woid=0, take_targets=set())
         self.files[file_id] = info
         w = _Writer(info, fd, F.LOG_HEADER_SIZE)
         self.writers[i] = w
@@ -257,7 +262,8 @@ class Log:
                 f"below minimum_required_space={self.minimum_required_space} after writing "
                 f"{nbytes} bytes; free some space (nothing was lost)")
 
-    def write(self, i: int, buf: bytearray, starts: list[int] | None) -> tuple[list[int], int, int]:
+    def write(self, i: int, buf: bytearray, starts: list[int] | None,
+              take_targets: set[int] | None = None) -> tuple[list[int], int, int]:
         """Append the records in *buf* to data dir *i*.
 
         Gives them consecutive write-order ids, splits them across files when
@@ -290,6 +296,8 @@ class Log:
                     w = self._roll(i, first + done)
                     continue
             self._pwrite(w, memoryview(buf)[pos:end])
+            if take_targets and w.info.take_targets is not None:
+                w.info.take_targets.update(take_targets)
             base = F.make_pointer(w.info.file_id, w.offset - (end - pos)) - pos
             if starts is not None:
                 while si < len(starts) and starts[si] < end:
@@ -397,6 +405,24 @@ class Log:
         return out
 
     # ---- garbage collection and closing ---------------------------------------------------
+    def take_targets(self, file_id: int) -> set[int]:
+        """The log files the take records of *file_id* point into (read from
+        the file once when not known, e.g. after a restart)."""
+        info = self.files[file_id]
+        if info.take_targets is None:
+            targets = {ANY_FILE}
+            try:
+                with open(info.path, "rb") as f:
+                    data = f.read()
+                recs, _end, damage = codec.scan(data, F.LOG_HEADER_SIZE)
+                if not damage:
+                    targets = {recs[k + 4] >> 32 for k in range(0, len(recs), 5)
+                               if recs[k] == F.REC_TAKE}
+            except OSError:
+                pass
+            info.take_targets = targets
+        return info.take_targets
+
     def current_ids(self) -> set[int]:
         return {w.info.file_id for w in self.writers if w is not None}
 

@@ -159,3 +159,47 @@ def test_gc_removes_the_meta_before_the_log(tmp_path, monkeypatch):
     monkeypatch.setattr(logmod.os, "unlink", lambda p: order.append(os.path.basename(p)))
     lg.delete(3)
     assert order == ["log-3.meta", "log-3"]
+
+
+def test_gc_keeps_up_with_two_data_dirs_and_full_replay_stays_exact(tmp_path):
+    """Bug: log GC deleted only a prefix of *all* files whose newest record
+    was older than the oldest kept file's first; with two data dirs rolling
+    at different times that never holds again after a while, and log files
+    piled up without bound (95 files for an empty channel after 60 rounds).
+    GC now goes per data dir and keeps a file only while one of its take
+    records points into a file that stays."""
+    from fchannel import Event, FileChannel
+
+    def open_ch():
+        return FileChannel(tmp_path / "ck", [tmp_path / "d0", tmp_path / "d1"], capacity=1000,
+                           transaction_capacity=1000, max_file_size=4096,
+                           minimum_required_space=0, checkpoint_interval=3600)
+
+    ch = open_ch()
+    n = taken = 0
+    kept = []
+    for r in range(60):
+        with ch.transaction() as tx:
+            tx.put_batch([Event(b"%d" % i + b"p" * (i % 90)) for i in range(n, n + 25)])
+        n += 25
+        for _ in range(2):
+            with ch.transaction() as tx:
+                taken += len(tx.take_batch(12 if r % 5 else 11))
+        ch.checkpoint()
+        if r > 20:
+            assert len(ch._log.files) <= 12, (r, sorted(ch._log.files))
+    assert ch.counters["log_files_deleted"] > 30
+    tx = ch.transaction()
+    tx.begin()
+    kept = [e.body for e in tx.take_batch(1000)]
+    tx.rollback()
+    tx.close()
+    ch.close()
+    assert len(kept) == n - taken
+    for name in ("checkpoint", "checkpoint.meta"):
+        os.unlink(tmp_path / "ck" / name)
+    ch = open_ch()                       # a full replay of what GC left
+    assert ch.counters["open_mode"] == "full"
+    with ch.transaction() as tx:
+        assert [e.body for e in tx.take_batch(1000)] == kept
+    ch.close()
