@@ -103,25 +103,49 @@ def _scan_file(fid: int, di: int, path: str, ckpt_woid: int, have_ckpt: bool,
                 F.LOG_HEADER_SIZE <= meta.checkpoint_position <= size:
             start = meta.checkpoint_position
     if size <= start:
+        short = _truncated(meta, start, None)
+        if short is not None:
+            result.damage.append(Damage(path, size, size, "tail", short))
         return info, None, None
     fd = os.open(path, os.O_RDONLY)
     try:
         mm = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
     finally:
         os.close(fd)
-    recs, _good_end, damage = codec.scan(mm, start)
+    recs, good_end, damage = codec.scan(mm, start)
+    short = _truncated(meta, start, recs[len(recs) - 3] if len(recs) else None)
     for dstart, dend, kind in damage:
-        if kind == "tail" and not (meta is not None and meta.closed):
+        if kind == "tail" and not (meta is not None and meta.closed) and short is None:
             result.damage.append(Damage(path, dstart, dend, "torn", "(cut off)"))
             result.torn_tails += 1
         else:
             result.damage.append(Damage(path, dstart, dend, "corrupt" if kind == "corrupt"
                                         else "tail", "(skipped)"))
+    if short is not None and not any(kind == "tail" for _s, _e, kind in damage):
+        result.damage.append(Damage(path, good_end, size, "tail", short))
     if len(recs):
         info.last_woid = max(info.last_woid, recs[len(recs) - 3])
         if created == 0 or created > recs[2]:
             info.created_woid = min(created or recs[2], recs[2])
     return info, recs, mm
+
+
+def _truncated(meta, start: int, last_woid: int | None) -> str | None:
+    """Why the file is shorter than its .meta says (records the .meta knew
+    of are gone), or None.  A torn tail after a crash never trips this: the
+    .meta only counts records that were wholly written."""
+    if meta is None:
+        return None
+    if last_woid is not None:
+        have = last_woid
+    elif start > F.LOG_HEADER_SIZE:   # from the checkpoint position, nothing after it
+        have = meta.checkpoint_write_order_id
+    else:
+        have = meta.created_write_order_id - 1
+    if meta.last_write_order_id <= have:
+        return None
+    return (f"(truncated: its .meta knows records up to write-order id "
+            f"{meta.last_write_order_id}, the last one left is {have})")
 
 
 def replay(lg: Log, queue, ckpt: LoadedCheckpoint | None, *, fast: bool, mode: str,
@@ -211,6 +235,7 @@ def _apply(streams, maps, queue, ckpt, woid_floor, fast, result) -> None:
     n = 0
     unmatched = 0
     max_txn = max([*pending_puts, *ckpt_takes, 0])
+    expect = woid_floor + 1 if ckpt is not None else None
     for fid, recs, i in _ordered(streams):
         txn = recs[i + 1]
         if txn > max_txn:
@@ -218,6 +243,14 @@ def _apply(streams, maps, queue, ckpt, woid_floor, fast, result) -> None:
         woid = recs[i + 2]
         if woid <= woid_floor:
             continue
+        if expect is not None:
+            # every id after the checkpoint went to a record: a gap is a lost record
+            if woid > expect:
+                result.damage.append(Damage(
+                    "(logs)", 0, 0, "missing",
+                    f"records with write-order ids {expect}..{woid - 1} written after the "
+                    f"checkpoint are in no log file (a log file deleted or damaged?)"))
+            expect = max(expect, woid + 1)
         n += 1
         rtype = recs[i]
         if rtype == F.REC_PUT:
