@@ -203,3 +203,46 @@ def test_gc_keeps_up_with_two_data_dirs_and_full_replay_stays_exact(tmp_path):
     with ch.transaction() as tx:
         assert [e.body for e in tx.take_batch(1000)] == kept
     ch.close()
+
+
+def _two_logs_after_checkpoint(tmp_path):
+    from fchannel import Event, FileChannel
+
+    def open_ch():
+        return FileChannel(tmp_path / "ck", [tmp_path / "d0"], capacity=100,
+                           transaction_capacity=100, minimum_required_space=0,
+                           checkpoint_interval=3600, checkpoint_on_close=False,
+                           max_file_size=1024)
+
+    ch = open_ch()
+    ch.checkpoint()
+    for i in range(12):
+        with ch.transaction() as tx:
+            tx.put(Event(b"%d" % i + b"z" * 150))
+    ch.close()
+    logs = sorted((int(n[4:]) for n in os.listdir(tmp_path / "d0")
+                   if n.startswith("log-") and not n.endswith(".meta")))
+    return open_ch, [tmp_path / "d0" / f"log-{n}" for n in logs]
+
+
+def test_log_truncated_at_a_record_boundary_is_reported(tmp_path):
+    """Bug: a log cut cleanly between two records (all that is left is
+    valid) lost its last records silently; the .meta knows better."""
+    open_ch, logs = _two_logs_after_checkpoint(tmp_path)
+    os.truncate(logs[0], F.LOG_HEADER_SIZE)
+    ch = open_ch()
+    assert any(str(logs[0]) in d and "truncated" in d for d in ch.damage), ch.damage
+    assert ch.counters["open_corrupt_records"] >= 1
+    ch.close()
+
+
+def test_deleted_log_with_records_after_the_checkpoint_is_reported(tmp_path):
+    """Bug: deleting a log whose records came after the checkpoint lost them
+    silently; replay now reports the gap in write-order ids."""
+    open_ch, logs = _two_logs_after_checkpoint(tmp_path)
+    assert len(logs) >= 3
+    os.unlink(logs[1])
+    os.unlink(str(logs[1]) + ".meta")
+    ch = open_ch()
+    assert any("missing" in d and "write-order ids" in d for d in ch.damage), ch.damage
+    ch.close()
