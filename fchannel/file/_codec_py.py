@@ -37,7 +37,14 @@ def _header(rtype: int, length: int, txn_id: int) -> bytes:
 def encode_put(buf: bytearray, txn_id: int, event) -> int:
     parts = [_U32.pack(len(event.headers))]
     for k, v in event.headers.items():
-        kb, vb = k.encode("utf-8"), v.encode("utf-8")
+        if type(k) is not str or type(v) is not str:
+            raise TypeError(f"Event header {k!r} must map str to str, got "
+                            f"{type(k).__name__} -> {type(v).__name__}")
+        try:
+            kb, vb = k.encode("utf-8"), v.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"Event header {k!r} is not valid UTF-8 text "
+                             f"({exc.reason})") from None
         parts += [_U32.pack(len(kb)), kb, _U32.pack(len(vb)), vb]
     parts += [_U32.pack(len(event.body)), event.body]
     payload = b"".join(parts)
