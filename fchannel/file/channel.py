@@ -214,6 +214,9 @@ class FileChannel:
             return os.path.abspath(os.path.expanduser(os.fspath(value)))
 
         self._checkpoint_dir = path("checkpoint_dir", checkpoint_dir)
+        if isinstance(data_dirs, (bytes, bytearray)):
+            raise ConfigError(f"data_dirs must be a path or a non-empty list of paths, "
+                              f"got {data_dirs!r}")
         if isinstance(data_dirs, (str, os.PathLike)):
             data_dirs = [data_dirs]
         if not isinstance(data_dirs, Sequence) or not data_dirs:
