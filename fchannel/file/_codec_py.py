@@ -270,11 +270,12 @@ def _as_i64(v: int) -> int:
 
 
 def pwrite_all(fd: int, data, offset: int) -> int:
-    mv = memoryview(data).cast("B")
-    done = 0
-    while done < len(mv):
-        done += os.pwrite(fd, mv[done:], offset + done)
-    return done
+    with memoryview(data).cast("B") as mv:   # released even when pwrite raises
+        done = 0
+        while done < len(mv):
+            with mv[done:] as rest:
+                done += os.pwrite(fd, rest, offset + done)
+        return done
 
 
 def fdatasync(fd: int) -> None:

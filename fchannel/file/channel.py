@@ -13,6 +13,7 @@ longer needed.  Opening replays (see replay.py).
 from __future__ import annotations
 
 import collections
+import errno
 import fcntl
 import logging
 import os
@@ -197,8 +198,12 @@ class FileChannel:
         self._stop = threading.Event()
         try:
             self._open()
-        except BaseException:
+        except BaseException as exc:
             self._release()
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise ChannelFullError(
+                    f"channel {self.name!r} cannot open: no space left ({exc}); free some "
+                    "space and open it again (nothing committed was lost)") from exc
             raise
         self._closed = False
 
@@ -346,9 +351,12 @@ class FileChannel:
             raise ChannelLockedError(
                 f"directory {d!r} is in use by another process"
                 + (f" (pid {holder})" if holder else "")) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fds.append(fd)
+        try:   # who holds it, for the error message of the next one: best effort
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass
 
     def _load_checkpoint(self) -> tuple[LoadedCheckpoint | None, str]:
         store = self._store
@@ -480,7 +488,13 @@ class FileChannel:
             self._cond.notify_all()
         try:
             if self._checkpoint_on_close:
-                self._checkpoint()
+                try:
+                    self._checkpoint()
+                except (OSError, ChannelError) as exc:
+                    # everything committed is in the synced logs; the next open
+                    # replays them (the checkpoint is marked incomplete)
+                    log.error("%s: checkpoint on close failed, the next open will replay the "
+                              "logs: %s", self.name, exc)
         finally:
             self._release()
 

@@ -207,7 +207,34 @@ class Log:
 
     def _roll(self, i: int, next_woid: int) -> _Writer:
         """Close dir *i*'s current file (synced) and start a new one whose
-        first record will have write-order id *next_woid* or more."""
+        first record will have write-order id *next_woid* or more.
+
+        The new file is made first: if that fails (a full disk), the current
+        file stays the writer, open and not marked closed."""
+        file_id = self.next_file_id
+        if file_id > F.MAX_FILE_ID:
+            raise ChannelError(f"log file ids exhausted ({file_id})")
+        path = log_path(self.data_dirs[i], file_id)
+        fd = -1
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            header = encode_log_header(file_id, next_woid)
+            codec.pwrite_all(fd, header, 0)
+            codec.fdatasync(fd)
+            fsync_dir(self.data_dirs[i])
+        except BaseException as exc:
+            if fd >= 0:
+                os.close(fd)
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise ChannelFullError(
+                    f"channel {self.name!r}: no space left in {self.data_dirs[i]!r} for a new "
+                    f"log file ({exc.strerror}); nothing committed was lost") from exc
+            raise
+        self.next_file_id += 1
         old = self.writers[i]
         if old is not None:
             codec.fdatasync(old.fd)
@@ -217,24 +244,6 @@ class Log:
             except OSError as exc:  # the meta is an accelerator; replay copes without
                 log.warning("%s: cannot write %s: %s", self.name, old.info.meta_path, exc)
             self._adopt_reader(old.info.file_id, old.fd)
-        file_id = self.next_file_id
-        if file_id > F.MAX_FILE_ID:
-            raise ChannelError(f"log file ids exhausted ({file_id})")
-        self.next_file_id += 1
-        path = log_path(self.data_dirs[i], file_id)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            header = encode_log_header(file_id, next_woid)
-            codec.pwrite_all(fd, header, 0)
-            codec.fdatasync(fd)
-            fsync_dir(self.data_dirs[i])
-        except BaseException:
-            os.close(fd)
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-            raise
         info = LogFile(file_id, i, path, created_woid=next_woid,
                        last_woid=next_woid - 1, closed=False,
                        ckpt_position=F.LOG_HEADER_SIZE, ckpt_woid=0, take_targets=set())
@@ -296,7 +305,12 @@ class Log:
                                 f"in max_file_size={self.max_file_size}")
                         w = self._roll(i, first + done)
                         continue
-                self._pwrite(w, memoryview(buf)[pos:end])
+                view = memoryview(buf)[pos:end]
+                try:
+                    self._pwrite(w, view)
+                finally:
+                    # a traceback must not keep buf exported: the caller trims it
+                    view.release()
                 if take_targets and w.info.take_targets is not None:
                     w.info.take_targets.update(take_targets)
                 base = F.make_pointer(w.info.file_id, w.offset - (end - pos)) - pos
