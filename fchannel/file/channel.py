@@ -758,6 +758,7 @@ class FileChannel:
             t_pause = time.monotonic()
             try:
                 with lg.lock:
+                    self._log_marks()
                     woid = lg.next_woid - 1
                     positions = {w.info.file_id: w.offset for w in lg.writers if w is not None}
                     captured = set(lg.files)
@@ -804,6 +805,24 @@ class FileChannel:
                 self._counters["checkpoint"] += 1
             self._last_checkpoint = {"seconds": time.monotonic() - t0, "pause": pause,
                                      "write_order_id": woid}
+
+    def _log_marks(self) -> None:
+        """Write every mark again, in a commit record of transaction 0, to a
+        current log (caller holds the log lock, commits are paused).
+
+        A mark lives in the commit record that set it; GC may delete that
+        file.  With a copy in a file that is current at each checkpoint, a
+        full replay (the checkpoint lost) still finds the latest value."""
+        with self._cond:
+            marks = dict(self._marks)
+        if not marks:
+            return
+        buf = bytearray()
+        codec.encode_commit(buf, 0, F.COMMIT_PUTS, 0, marks)
+        try:
+            self._log.write(0, buf, None)
+        except (ChannelError, OSError) as exc:   # the checkpoint meta has them too
+            log.warning("%s: marks not copied to the log: %s", self.name, exc)
 
     def _gc(self, woid: int, refs: dict[int, int]) -> None:
         """Delete the log files that nothing needs any more.

@@ -246,3 +246,35 @@ def test_deleted_log_with_records_after_the_checkpoint_is_reported(tmp_path):
     ch = open_ch()
     assert any("missing" in d and "write-order ids" in d for d in ch.damage), ch.damage
     ch.close()
+
+
+def test_marks_survive_a_full_replay_after_gc_deleted_their_commit(tmp_path):
+    """Bug: a mark lives in the commit record that set it; when log GC
+    deleted that file, a full replay (checkpoint lost) lost the mark.  Found
+    by the crash harness (long run, a kill inside a checkpoint)."""
+    from fchannel import Event, FileChannel
+
+    def open_ch():
+        return FileChannel(tmp_path / "ck", [tmp_path / "d0", tmp_path / "d1"], capacity=1000,
+                           transaction_capacity=100, max_file_size=2048,
+                           minimum_required_space=0, checkpoint_interval=3600)
+
+    ch = open_ch()
+    with ch.transaction() as tx:
+        tx.put(Event(b"first"))
+        tx.set_mark("offset", 41)
+    for i in range(60):            # roll, take everything, checkpoint: GC deletes old logs
+        with ch.transaction() as tx:
+            tx.put(Event(b"x" * 200))
+        with ch.transaction() as tx:
+            tx.take_batch(10)
+        if i % 10 == 9:
+            ch.checkpoint()
+    assert ch.counters["log_files_deleted"] > 0
+    ch.close()
+    for name in ("checkpoint", "checkpoint.meta"):
+        os.unlink(tmp_path / "ck" / name)
+    ch = open_ch()
+    assert ch.counters["open_mode"] == "full"
+    assert ch.marks == {"offset": 41}
+    ch.close()
