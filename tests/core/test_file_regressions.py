@@ -220,8 +220,8 @@ def _two_logs_after_checkpoint(tmp_path):
         with ch.transaction() as tx:
             tx.put(Event(b"%d" % i + b"z" * 150))
     ch.close()
-    logs = sorted((int(n[4:]) for n in os.listdir(tmp_path / "d0")
-                   if n.startswith("log-") and not n.endswith(".meta")))
+    logs = sorted(int(n[4:]) for n in os.listdir(tmp_path / "d0")
+                   if n.startswith("log-") and not n.endswith(".meta"))
     return open_ch, [tmp_path / "d0" / f"log-{n}" for n in logs]
 
 

@@ -43,7 +43,7 @@ def test_kill_at_random_instants_and_inside_checkpoint_roll_and_gc(tmp_path, bac
     assert h.stats.kills == ITERATIONS
     # each kind of instant was hit (the phases rotate; a hook that never fired
     # is reported as a miss and the kill counted as random)
-    if ITERATIONS >= 2 * len(PHASES):
+    if 2 * len(PHASES) <= ITERATIONS:
         for phase in PHASES:
             assert h.stats.per_phase[phase] > 0, h.stats.as_dict()
     assert h.stats.events_verified > 0

@@ -178,7 +178,7 @@ def test_decode_record_raises_only_corruption(codec, data, pos):
         rtype, _txn, _woid, length, _value = codec.decode_record(data, pos)
     except CorruptionError:
         return
-    assert rtype in F.RECORD_TYPES and 0 <= pos and pos + length <= len(data)
+    assert rtype in F.RECORD_TYPES and pos >= 0 and pos + length <= len(data)
 
 
 @pytest.mark.parametrize("codec", CODECS)
