@@ -287,6 +287,12 @@ class Harness:
         kw = {"use_fast_replay": self.rng.random() < 0.3,
               "checkpoint_on_close": self.rng.random() < 0.7}
         self.context["open"] = kw
+        keep = os.environ.get("FCHANNEL_CRASH_KEEP")
+        if keep:   # the files as the kill left them, for a post-mortem
+            import shutil
+            dst = os.path.join(keep, f"last-{os.getpid()}-{self.seed}")
+            shutil.rmtree(dst, ignore_errors=True)
+            shutil.copytree(self.base, dst, ignore=shutil.ignore_patterns("*.lock"))
         ch = self.open(**kw)
         try:
             c = ch.counters
