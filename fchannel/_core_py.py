@@ -4,6 +4,7 @@ Event and the transaction state machine.  Selected by FCHANNEL_NO_EXTENSIONS=1
 """
 from __future__ import annotations
 
+import operator
 from typing import Any, Literal
 
 from fchannel.errors import TransactionError
@@ -160,6 +161,7 @@ class TransactionBase:
         return got[0]
 
     def take_batch(self, n: int) -> list[Event]:
+        n = operator.index(n)   # like the compiled Py_ssize_t argument: no str, no float
         self._need(ST_OPEN, "take")
         if n < 0:
             raise ValueError(f"take_batch needs n >= 0, got n={n}")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up (a virtualenv in .venv, the package built with its Cython extensions
-# and test dependencies) and run the whole test suite, then the core tests
-# again on the pure-Python twins.  Extra arguments go to both pytest runs.
+# and test dependencies) and run the whole test suite, then the core and
+# reliability tests again on the pure-Python twins.  Extra arguments go to both pytest runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -17,6 +17,7 @@ echo "== lint (ruff) and types (mypy)"
 .venv/bin/python -m mypy fchannel
 echo "== full suite, compiled build"
 .venv/bin/python -m pytest "$@"
-echo "== core suite, pure-Python twins (FCHANNEL_NO_EXTENSIONS=1)"
+echo "== core and reliability suites, pure-Python twins (FCHANNEL_NO_EXTENSIONS=1)"
 unset FCHANNEL_REQUIRE_EXTENSIONS
-FCHANNEL_NO_EXTENSIONS=1 .venv/bin/python -m pytest tests/core "$@"
+FCHANNEL_NO_EXTENSIONS=1 .venv/bin/python -m pytest tests/core tests/crash tests/corruption \
+    tests/fuzz tests/diskfull "$@"

@@ -116,8 +116,15 @@ cdef Py_ssize_t _encode_put(bytearray buf, uint64_t txn_id, Event event) except 
     cdef const char* kp
     cdef const char* vp
     for k, v in headers.items():
-        PyUnicode_AsUTF8AndSize(k, &ks)
-        PyUnicode_AsUTF8AndSize(v, &vs)
+        if type(k) is not str or type(v) is not str:
+            raise TypeError(f"Event header {k!r} must map str to str, got "
+                            f"{type(k).__name__} -> {type(v).__name__}")
+        try:
+            PyUnicode_AsUTF8AndSize(k, &ks)
+            PyUnicode_AsUTF8AndSize(v, &vs)
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"Event header {k!r} is not valid UTF-8 text "
+                             f"({exc.reason})") from None
         n += 8 + ks + vs
     if n > F.MAX_RECORD_SIZE:
         raise ValueError(f"event of {n} bytes is larger than a record can be")

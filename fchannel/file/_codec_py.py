@@ -37,7 +37,14 @@ def _header(rtype: int, length: int, txn_id: int) -> bytes:
 def encode_put(buf: bytearray, txn_id: int, event) -> int:
     parts = [_U32.pack(len(event.headers))]
     for k, v in event.headers.items():
-        kb, vb = k.encode("utf-8"), v.encode("utf-8")
+        if type(k) is not str or type(v) is not str:
+            raise TypeError(f"Event header {k!r} must map str to str, got "
+                            f"{type(k).__name__} -> {type(v).__name__}")
+        try:
+            kb, vb = k.encode("utf-8"), v.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"Event header {k!r} is not valid UTF-8 text "
+                             f"({exc.reason})") from None
         parts += [_U32.pack(len(kb)), kb, _U32.pack(len(vb)), vb]
     parts += [_U32.pack(len(event.body)), event.body]
     payload = b"".join(parts)
@@ -263,11 +270,12 @@ def _as_i64(v: int) -> int:
 
 
 def pwrite_all(fd: int, data, offset: int) -> int:
-    mv = memoryview(data).cast("B")
-    done = 0
-    while done < len(mv):
-        done += os.pwrite(fd, mv[done:], offset + done)
-    return done
+    with memoryview(data).cast("B") as mv:   # released even when pwrite raises
+        done = 0
+        while done < len(mv):
+            with mv[done:] as rest:
+                done += os.pwrite(fd, rest, offset + done)
+        return done
 
 
 def fdatasync(fd: int) -> None:

@@ -13,6 +13,7 @@ longer needed.  Opening replays (see replay.py).
 from __future__ import annotations
 
 import collections
+import errno
 import fcntl
 import logging
 import os
@@ -36,8 +37,8 @@ from fchannel.errors import (
 from fchannel.event import Event
 from fchannel.file import format as F
 from fchannel.file.checkpoint import CheckpointStore, LoadedCheckpoint
-from fchannel.file.log import Log
-from fchannel.file.replay import ReplayResult, replay
+from fchannel.file.log import ANY_FILE, Log
+from fchannel.file.replay import Damage, ReplayResult, replay
 from fchannel.transaction import Transaction
 
 log = logging.getLogger("fchannel.file")
@@ -203,8 +204,12 @@ class FileChannel(ChannelBase):
         self._stop = threading.Event()
         try:
             self._open()
-        except BaseException:
+        except BaseException as exc:
             self._release()
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise ChannelFullError(
+                    f"channel {self.name!r} cannot open: no space left ({exc}); free some "
+                    "space and open it again (nothing committed was lost)") from exc
             raise
         self._closed = False
 
@@ -220,6 +225,9 @@ class FileChannel(ChannelBase):
             return os.path.abspath(os.path.expanduser(os.fspath(value)))
 
         self._checkpoint_dir = path("checkpoint_dir", checkpoint_dir)
+        if isinstance(data_dirs, (bytes, bytearray)):
+            raise ConfigError(f"data_dirs must be a path or a non-empty list of paths, "
+                              f"got {data_dirs!r}")
         if isinstance(data_dirs, (str, os.PathLike)):
             data_dirs = [data_dirs]
         if not isinstance(data_dirs, Sequence) or not data_dirs:
@@ -305,6 +313,7 @@ class FileChannel(ChannelBase):
             self._queue.load(self._store.slots, ckpt.head, ckpt.size)
         self._replay: ReplayResult = replay(self._log, self._queue, ckpt,
                                             fast=self._use_fast_replay, mode=mode, name=self.name)
+        self._find_missing_logs()
         if ckpt is None:
             self._store.create()
             self._queue.mark_all_dirty()
@@ -325,6 +334,17 @@ class FileChannel(ChannelBase):
         self._need_checkpoint = ckpt is None or self._replay.records > 0
         self._start_threads()
 
+    def _find_missing_logs(self) -> None:
+        """Report queued events that point into a log file no data dir has
+        (deleted or lost): they cannot be delivered."""
+        for fid, n in sorted(self._queue.refs().items()):
+            if fid not in self._log.files:
+                d = Damage(f"log-{fid}", 0, 0, "missing",
+                           f"(in none of the data dirs {', '.join(self._data_dirs)}; {n} queued "
+                           "event(s) point into it and cannot be delivered)")
+                self._replay.damage.append(d)
+                log.error("%s: %s", self.name, d)
+
     def _lock(self, d: str) -> None:
         path = os.path.join(d, F.LOCK_FILE)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -338,9 +358,12 @@ class FileChannel(ChannelBase):
             raise ChannelLockedError(
                 f"directory {d!r} is in use by another process"
                 + (f" (pid {holder})" if holder else "")) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fds.append(fd)
+        try:   # who holds it, for the error message of the next one: best effort
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass
 
     def _load_checkpoint(self) -> tuple[LoadedCheckpoint | None, str]:
         store = self._store
@@ -452,7 +475,13 @@ class FileChannel(ChannelBase):
             self._cond.notify_all()
         try:
             if self._checkpoint_on_close:
-                self._checkpoint()
+                try:
+                    self._checkpoint()
+                except (OSError, ChannelError) as exc:
+                    # everything committed is in the synced logs; the next open
+                    # replays them (the checkpoint is marked incomplete)
+                    log.error("%s: checkpoint on close failed, the next open will replay the "
+                              "logs: %s", self.name, exc)
         finally:
             self._release()
 
@@ -648,7 +677,8 @@ class FileChannel(ChannelBase):
         try:
             with self._log.lock:
                 self._check_open()
-                _p, fid, end = self._log.write(tx._dir, buf, None)
+                _p, fid, end = self._log.write(tx._dir, buf, None,
+                                               {p >> 32 for p in tx._taken})
             if self._fsync_per_transaction:
                 self._log.sync(fid, end, self._gate.busy())
             with self._cond:
@@ -727,6 +757,7 @@ class FileChannel(ChannelBase):
             t_pause = time.monotonic()
             try:
                 with lg.lock:
+                    self._log_marks()
                     woid = lg.next_woid - 1
                     # where each log stands: writers at their offset, closed logs at their
                     # end (never appended to again); logs started later are not covered
@@ -753,12 +784,14 @@ class FileChannel(ChannelBase):
             log_ids = sorted(positions)
             store.finish(woid, head, size, marks, refs, log_ids, inflight_puts, inflight_takes,
                          self._txn_ids.peek())
-            for fid in log_ids:
+            for fid in log_ids:   # the logs captured: later ones are read from the start
                 info = lg.files.get(fid)
                 if info is None:
                     continue
                 pos = positions[fid]
-                info.set_checkpoint(pos if pos is not None else os.path.getsize(info.path), woid)
+                info.ckpt_position = pos if pos is not None else os.path.getsize(info.path)
+                info.ckpt_woid = woid
+                info.write_meta()
             store.complete()
             backed_up = True
             if self._backup_dir:
@@ -774,41 +807,75 @@ class FileChannel(ChannelBase):
             self._last_checkpoint = {"seconds": time.monotonic() - t0, "pause": pause,
                                      "write_order_id": woid}
 
-    def _gc(self, woid: int, refs: dict[int, int]) -> None:
-        """Delete the oldest log files that nothing needs any more.
+    def _log_marks(self) -> None:
+        """Write every mark again, in a commit record of transaction 0, to a
+        current log (caller holds the log lock, commits are paused).
 
-        A file goes only with every file older than it, when no queued or
-        in-flight event points into it, it is closed, all its records are
-        covered by the checkpoint, and it was finished before the oldest kept
-        file was started (so none of its take records can refer to a kept
-        event: a full replay of what remains never resurrects a taken event).
+        A mark lives in the commit record that set it; GC may delete that
+        file.  With a copy in a file that is current at each checkpoint, a
+        full replay (the checkpoint lost) still finds the latest value."""
+        with self._cond:
+            marks = dict(self._marks)
+        if not marks:
+            return
+        buf = bytearray()
+        codec.encode_commit(buf, 0, F.COMMIT_PUTS, 0, marks)
+        try:
+            self._log.write(0, buf, None)
+        except (ChannelError, OSError) as exc:   # the checkpoint meta has them too
+            log.warning("%s: marks not copied to the log: %s", self.name, exc)
+
+    def _gc(self, woid: int, refs: dict[int, int]) -> None:
+        """Delete the log files that nothing needs any more.
+
+        In each data dir, the oldest files go while none is current, none
+        holds a queued or in-flight event and all their records are covered
+        by the checkpoint (a transaction's records all live in one dir, so
+        no kept file holds a commit for a deleted one's puts).  A candidate
+        stays, with every newer file of its dir, while one of its take
+        records points into a file that stays: a full replay of what remains
+        must never resurrect a taken event.  Take-targets go first, so a
+        crash in the middle leaves a safe set too.
         """
         lg = self._log
         with lg.lock:   # a commit may start a new log meanwhile
             current = lg.current_ids()
             files = dict(lg.files)
-        ids = sorted(files)
-        prefix: list[int] = []
-        for fid in ids:
-            info = files[fid]
-            if fid in current or refs.get(fid) or not info.closed or info.last_woid > woid:
+        cand: set[int] = set()
+        for i in range(len(lg.data_dirs)):
+            for fid in sorted(f for f, inf in files.items() if inf.dir_index == i):
+                info = files[fid]
+                if fid in current or refs.get(fid) or not info.closed or info.last_woid > woid:
+                    break
+                cand.add(fid)
+
+        def needs(fid: int) -> set[int]:
+            """The files that must go no later than *fid*."""
+            targets = lg.take_targets(fid)
+            if ANY_FILE in targets:   # damaged: any file it may have taken from
+                last = files[fid].last_woid
+                return {f for f, inf in files.items() if inf.created_woid <= last} - {fid}
+            return {t for t in targets if t in files and t != fid}
+
+        for _ in range(len(cand) + 1):
+            blocked = next((f for f in sorted(cand) if not needs(f) <= cand), None)
+            if blocked is None:
                 break
-            prefix.append(fid)
-        while prefix:
-            rest = [f for f in ids if f > prefix[-1]]
-            if not rest:
-                break
-            newest = max(files[f].last_woid for f in prefix)
-            if newest < files[rest[0]].created_woid:
-                break
-            prefix.pop()
-        for fid in prefix:
+            di = files[blocked].dir_index
+            cand -= {f for f in cand if f >= blocked and files[f].dir_index == di}
+        order: list[int] = []
+        left = set(cand)
+        while left:
+            ready = [f for f in sorted(left) if not (needs(f) & left)] or [min(left)]
+            order.append(ready[0])
+            left.discard(ready[0])
+        for fid in order:
             lg.delete(fid)
-        if prefix:
+        if order:
             with self._cond:
-                self._counters["gc_deleted"] += len(prefix)
-            log.info("%s: deleted %d log file(s): %s", self.name, len(prefix),
-                     ", ".join(f"log-{f}" for f in prefix))
+                self._counters["gc_deleted"] += len(order)
+            log.info("%s: deleted %d log file(s): %s", self.name, len(order),
+                     ", ".join(f"log-{f}" for f in order))
 
 
 class _TxnIds:

@@ -14,6 +14,7 @@ checkpoint, with ``backupComplete`` written last.
 """
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import shutil
@@ -21,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 
 from fchannel._compat import codec
-from fchannel.errors import CorruptionError
+from fchannel.errors import ChannelFullError, CorruptionError
 from fchannel.file import fchannel_pb2 as pb
 from fchannel.file import format as F
 from fchannel.file.log import fsync_dir, read_framed, write_framed
@@ -167,7 +168,17 @@ class CheckpointStore:
         size = F.CHECKPOINT_HEADER_SIZE + self.capacity * F.SLOT_SIZE
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            os.ftruncate(fd, size)
+            # real blocks, not a sparse file: a write through the mmap into a
+            # hole on a full disk is a SIGBUS, not an error
+            try:
+                os.posix_fallocate(fd, 0, size)
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise ChannelFullError(
+                        f"{self.path}: no space for a checkpoint of {size} bytes "
+                        f"({exc.strerror}); free some space and reopen") from exc
+                os.ftruncate(fd, size)
+                codec.pwrite_all(fd, bytes(size), 0)
             header = F.CHECKPOINT_HEADER.pack(F.CHECKPOINT_MAGIC, F.CHECKPOINT_VERSION, 0,
                                               self.capacity, 0, 0, 0,
                                               F.CHECKPOINT_INCOMPLETE, 0, 0, 0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import mmap
 import os
 import re
 import struct
@@ -24,6 +25,8 @@ from fchannel.file import format as F
 
 log = logging.getLogger("fchannel.file")
 
+#: in LogFile.take_targets: the file's takes may point anywhere (it is damaged)
+ANY_FILE = -1
 _LOG_NAME = re.compile(r"^log-(\d+)$")
 _U32 = struct.Struct("<I")
 
@@ -133,28 +136,26 @@ class LogFile:
     closed: bool            # nothing more will be appended
     ckpt_position: int = F.LOG_HEADER_SIZE
     ckpt_woid: int = 0
-    # a roll (commit thread) and a checkpoint may both write the meta
-    meta_lock: threading.Lock = field(default_factory=threading.Lock, repr=False,
-                                      compare=False)
+    #: ids of the log files its take records point into (None: not known yet;
+    #: ANY_FILE in it: a damaged record may have been a take of anything)
+    take_targets: set[int] | None = None
+    #: the checkpointer and a roll (or close) may write the .meta at the same time
+    _meta_lock: threading.Lock = field(default_factory=threading.Lock, repr=False,
+                                       compare=False)
 
     @property
     def meta_path(self) -> str:
         return self.path + F.META_SUFFIX
 
     def write_meta(self) -> None:
-        with self.meta_lock:
+        # one writer at a time (they share the .tmp name), and the fields are
+        # read under the lock, so the last writer writes the newest state
+        with self._meta_lock:
             write_framed(self.meta_path, F.LOG_META_MAGIC, pb.LogMeta(
                 version=1, log_id=self.file_id, checkpoint_position=self.ckpt_position,
                 checkpoint_write_order_id=self.ckpt_woid,
                 created_write_order_id=self.created_woid,
                 last_write_order_id=self.last_woid, closed=self.closed))
-
-    def set_checkpoint(self, position: int, woid: int) -> None:
-        """Record where checkpoint *woid* stands in this log, in its meta."""
-        with self.meta_lock:
-            self.ckpt_position = position
-            self.ckpt_woid = woid
-        self.write_meta()
 
 
 def read_log_meta(path: str, file_id: int):
@@ -208,7 +209,34 @@ class Log:
 
     def _roll(self, i: int, next_woid: int) -> _Writer:
         """Close dir *i*'s current file (synced) and start a new one whose
-        first record will have write-order id *next_woid* or more."""
+        first record will have write-order id *next_woid* or more.
+
+        The new file is made first: if that fails (a full disk), the current
+        file stays the writer, open and not marked closed."""
+        file_id = self.next_file_id
+        if file_id > F.MAX_FILE_ID:
+            raise ChannelError(f"log file ids exhausted ({file_id})")
+        path = log_path(self.data_dirs[i], file_id)
+        fd = -1
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            header = encode_log_header(file_id, next_woid)
+            codec.pwrite_all(fd, header, 0)
+            codec.fdatasync(fd)
+            fsync_dir(self.data_dirs[i])
+        except BaseException as exc:
+            if fd >= 0:
+                os.close(fd)
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise ChannelFullError(
+                    f"channel {self.name!r}: no space left in {self.data_dirs[i]!r} for a new "
+                    f"log file ({exc.strerror}); nothing committed was lost") from exc
+            raise
+        self.next_file_id += 1
         old = self.writers[i]
         if old is not None:
             codec.fdatasync(old.fd)
@@ -218,27 +246,9 @@ class Log:
             except OSError as exc:  # the meta is an accelerator; replay copes without
                 log.warning("%s: cannot write %s: %s", self.name, old.info.meta_path, exc)
             self._adopt_reader(old.info.file_id, old.fd)
-        file_id = self.next_file_id
-        if file_id > F.MAX_FILE_ID:
-            raise ChannelError(f"log file ids exhausted ({file_id})")
-        self.next_file_id += 1
-        path = log_path(self.data_dirs[i], file_id)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            header = encode_log_header(file_id, next_woid)
-            codec.pwrite_all(fd, header, 0)
-            codec.fdatasync(fd)
-            fsync_dir(self.data_dirs[i])
-        except BaseException:
-            os.close(fd)
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-            raise
         info = LogFile(file_id, i, path, created_woid=next_woid,
                        last_woid=next_woid - 1, closed=False,
-                       ckpt_position=F.LOG_HEADER_SIZE, ckpt_woid=0)
+                       ckpt_position=F.LOG_HEADER_SIZE, ckpt_woid=0, take_targets=set())
         self.files[file_id] = info
         w = _Writer(info, fd, F.LOG_HEADER_SIZE)
         self.writers[i] = w
@@ -263,7 +273,8 @@ class Log:
                 f"below minimum_required_space={self.minimum_required_space} after writing "
                 f"{nbytes} bytes; free some space (nothing was lost)")
 
-    def write(self, i: int, buf: bytearray, starts: list[int] | None) -> tuple[list[int], int, int]:
+    def write(self, i: int, buf: bytearray, starts: list[int] | None,
+              take_targets: set[int] | None = None) -> tuple[list[int], int, int]:
         """Append the records in *buf* to data dir *i*.
 
         Gives them consecutive write-order ids, splits them across files when
@@ -282,31 +293,44 @@ class Log:
         pos = 0
         done = 0  # records written so far
         si = 0
-        while pos < total:
-            room = self.max_file_size - w.offset
-            if total - pos <= room:
-                end, count = total, (nxt - first) - done
-            else:
-                end, count = self._split_point(buf, pos, room)
-                if count == 0:
-                    if w.offset == F.LOG_HEADER_SIZE:
-                        raise ChannelError(
-                            f"a record of {_U32.unpack_from(buf, pos + 4)[0]} bytes does not fit "
-                            f"in max_file_size={self.max_file_size}")
-                    w = self._roll(i, first + done)
-                    continue
-            self._pwrite(w, memoryview(buf)[pos:end])
-            base = F.make_pointer(w.info.file_id, w.offset - (end - pos)) - pos
-            if starts:
-                if pos == 0 and end == total:   # the usual case: all in one file
-                    pointers = [base + st for st in starts]
+        try:
+            while pos < total:
+                room = self.max_file_size - w.offset
+                if total - pos <= room:
+                    end, count = total, (nxt - first) - done
                 else:
-                    while si < len(starts) and starts[si] < end:
-                        pointers.append(base + starts[si])
-                        si += 1
-            done += count
-            w.info.last_woid = first + done - 1
-            pos = end
+                    end, count = self._split_point(buf, pos, room)
+                    if count == 0:
+                        if w.offset == F.LOG_HEADER_SIZE:
+                            raise ChannelError(
+                                f"a record of {_U32.unpack_from(buf, pos + 4)[0]} bytes does not fit "
+                                f"in max_file_size={self.max_file_size}")
+                        w = self._roll(i, first + done)
+                        continue
+                view = memoryview(buf)[pos:end]
+                try:
+                    self._pwrite(w, view)
+                finally:
+                    # a traceback must not keep buf exported: the caller trims it
+                    view.release()
+                if take_targets and w.info.take_targets is not None:
+                    w.info.take_targets.update(take_targets)
+                base = F.make_pointer(w.info.file_id, w.offset - (end - pos)) - pos
+                if starts:
+                    if pos == 0 and end == total:   # the usual case: all in one file
+                        pointers = [base + st for st in starts]
+                    else:
+                        while si < len(starts) and starts[si] < end:
+                            pointers.append(base + starts[si])
+                            si += 1
+                done += count
+                w.info.last_woid = first + done - 1
+                pos = end
+        except BaseException:
+            # the ids of records that never reached a file are given back, so
+            # the ids after a checkpoint stay contiguous (replay reports gaps)
+            self.next_woid = first + done
+            raise
         return pointers, w.info.file_id, w.offset
 
     @staticmethod
@@ -414,7 +438,27 @@ class Log:
                 out[j] = e
         return out
 
-    # ---- garbage collection and closing ---------------------------------------------------
+    def take_targets(self, file_id: int) -> set[int]:
+        """The log files the take records of *file_id* point into (read from
+        the file once when not known, e.g. after a restart)."""
+        info = self.files[file_id]
+        if info.take_targets is None:
+            targets = {ANY_FILE}
+            try:
+                with open(info.path, "rb") as f:
+                    data = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+                try:
+                    recs, _end, damage = codec.scan(data, F.LOG_HEADER_SIZE)
+                finally:
+                    data.close()
+                if not damage:
+                    targets = {recs[k + 4] >> 32 for k in range(0, len(recs), 5)
+                               if recs[k] == F.REC_TAKE}
+            except (OSError, ValueError):   # ValueError: an empty file cannot be mapped
+                pass
+            info.take_targets = targets
+        return info.take_targets
+
     def current_ids(self) -> set[int]:
         return {w.info.file_id for w in self.writers if w is not None}
 
@@ -426,7 +470,9 @@ class Log:
             os.close(fd)
         if info is None:
             return
-        for path in (info.path, info.meta_path):
+        # the .meta first: a crash in between leaves a log without a .meta,
+        # which replay reads in full, never a .meta without its log
+        for path in (info.meta_path, info.path):
             try:
                 os.unlink(path)
             except FileNotFoundError:

@@ -82,8 +82,12 @@ def _scan_file(fid: int, di: int, path: str, ckpt_woid: int, have_ckpt: bool,
         if size >= F.LOG_HEADER_SIZE or meta is not None:
             result.damage.append(Damage(path, 0, F.LOG_HEADER_SIZE, "header", str(exc)))
         else:  # created and never finished: a crash while rolling
-            result.damage.append(Damage(path, 0, size, "torn", "(empty log)"))
+            result.damage.append(Damage(path, 0, size, "torn", "(empty log, removed)"))
             result.torn_tails += 1
+            # it holds nothing; kept, it would get a .meta at the next checkpoint
+            # and then look like a log whose header was destroyed
+            os.unlink(path)
+            return None, None, None
     if created is None:
         created = meta.created_write_order_id if meta is not None else 0
     info = LogFile(fid, di, path, created_woid=created,
@@ -99,25 +103,49 @@ def _scan_file(fid: int, di: int, path: str, ckpt_woid: int, have_ckpt: bool,
                 F.LOG_HEADER_SIZE <= meta.checkpoint_position <= size:
             start = meta.checkpoint_position
     if size <= start:
+        short = _truncated(meta, start, None)
+        if short is not None:
+            result.damage.append(Damage(path, size, size, "tail", short))
         return info, None, None
     fd = os.open(path, os.O_RDONLY)
     try:
         mm = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
     finally:
         os.close(fd)
-    recs, _good_end, damage = codec.scan(mm, start)
+    recs, good_end, damage = codec.scan(mm, start)
+    short = _truncated(meta, start, recs[len(recs) - 3] if len(recs) else None)
     for dstart, dend, kind in damage:
-        if kind == "tail" and not (meta is not None and meta.closed):
+        if kind == "tail" and not (meta is not None and meta.closed) and short is None:
             result.damage.append(Damage(path, dstart, dend, "torn", "(cut off)"))
             result.torn_tails += 1
         else:
             result.damage.append(Damage(path, dstart, dend, "corrupt" if kind == "corrupt"
                                         else "tail", "(skipped)"))
+    if short is not None and not any(kind == "tail" for _s, _e, kind in damage):
+        result.damage.append(Damage(path, good_end, size, "tail", short))
     if len(recs):
         info.last_woid = max(info.last_woid, recs[len(recs) - 3])
         if created == 0 or created > recs[2]:
             info.created_woid = min(created or recs[2], recs[2])
     return info, recs, mm
+
+
+def _truncated(meta, start: int, last_woid: int | None) -> str | None:
+    """Why the file is shorter than its .meta says (records the .meta knew
+    of are gone), or None.  A torn tail after a crash never trips this: the
+    .meta only counts records that were wholly written."""
+    if meta is None:
+        return None
+    if last_woid is not None:
+        have = last_woid
+    elif start > F.LOG_HEADER_SIZE:   # from the checkpoint position, nothing after it
+        have = meta.checkpoint_write_order_id
+    else:
+        have = meta.created_write_order_id - 1
+    if meta.last_write_order_id <= have:
+        return None
+    return (f"(truncated: its .meta knows records up to write-order id "
+            f"{meta.last_write_order_id}, the last one left is {have})")
 
 
 def replay(lg: Log, queue, ckpt: LoadedCheckpoint | None, *, fast: bool, mode: str,
@@ -135,6 +163,8 @@ def replay(lg: Log, queue, ckpt: LoadedCheckpoint | None, *, fast: bool, mode: s
         for fid, di, path in list_logs(lg.data_dirs):
             max_fid = max(max_fid, fid)
             info, recs, mm = _scan_file(fid, di, path, woid_floor, ckpt is not None, result)
+            if info is None:
+                continue
             lg.files[fid] = info
             max_woid = max(max_woid, info.last_woid)
             if recs is not None and len(recs):
@@ -178,6 +208,19 @@ def _ordered(streams):
         yield fid, by_fid[fid], i
 
 
+def _drop_inflight(ckpt_takes: dict[int, list[int]], ptr: int) -> bool:
+    """Remove *ptr* from the takes that were in flight at the checkpoint.
+
+    Their transaction was rolled back later (a rolled-back take writes no
+    record), the events went back to the head and another transaction took
+    and committed them: they must not come back at the end of replay."""
+    for ptrs in ckpt_takes.values():
+        if ptr in ptrs:
+            ptrs.remove(ptr)
+            return True
+    return False
+
+
 def _apply(streams, maps, queue, ckpt, woid_floor, fast, result) -> None:
     pending_puts: dict[int, list[int]] = {}
     pending_takes: dict[int, list[int]] = {}
@@ -192,6 +235,7 @@ def _apply(streams, maps, queue, ckpt, woid_floor, fast, result) -> None:
     n = 0
     unmatched = 0
     max_txn = max([*pending_puts, *ckpt_takes, 0])
+    expect = woid_floor + 1 if ckpt is not None else None
     for fid, recs, i in _ordered(streams):
         txn = recs[i + 1]
         if txn > max_txn:
@@ -199,6 +243,14 @@ def _apply(streams, maps, queue, ckpt, woid_floor, fast, result) -> None:
         woid = recs[i + 2]
         if woid <= woid_floor:
             continue
+        if expect is not None:
+            # every id after the checkpoint went to a record: a gap is a lost record
+            if woid > expect:
+                result.damage.append(Damage(
+                    "(logs)", 0, 0, "missing",
+                    f"records with write-order ids {expect}..{woid - 1} written after the "
+                    f"checkpoint are in no log file (a log file deleted or damaged?)"))
+            expect = max(expect, woid + 1)
         n += 1
         rtype = recs[i]
         if rtype == F.REC_PUT:
@@ -237,7 +289,7 @@ def _apply(streams, maps, queue, ckpt, woid_floor, fast, result) -> None:
                     if alive is not None:
                         if alive.pop(p, 0) is not None:
                             unmatched += 1
-                    elif not queue.remove(p):
+                    elif not queue.remove(p) and not _drop_inflight(ckpt_takes, p):
                         unmatched += 1
         elif rtype == F.REC_ROLLBACK:
             pending_puts.pop(txn, None)
