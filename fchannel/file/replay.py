@@ -166,7 +166,9 @@ def replay(lg: Log, queue, ckpt: LoadedCheckpoint | None, *, fast: bool, mode: s
             if info is None:
                 continue
             lg.files[fid] = info
-            max_woid = max(max_woid, info.last_woid)
+            # a log created at id C means ids below C were handed out, even when
+            # the logs that held them are gone: never hand them out again
+            max_woid = max(max_woid, info.last_woid, info.created_woid - 1)
             if recs is not None and len(recs):
                 streams.append((fid, recs))
                 maps[fid] = mm  # type: ignore[assignment]

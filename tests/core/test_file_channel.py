@@ -521,3 +521,4 @@ def test_a_log_started_after_the_checkpoint_snapshot_is_replayed_in_full(tmp_pat
     assert ch.counters["open_mode"] == "checkpoint"
     assert [e.body for e in drain(ch)] == [ev(i, 200).body for i in range(12)]
     ch.close()
+
