@@ -238,7 +238,7 @@ def markdown(res: dict[str, Any], names: dict[str, str]) -> str:
                 f"| {r['bytes_per_event']:.1f} "
                 f"| {(r['peak_rss'] - r['rss_empty']) / r['events']:.1f} |", "",
                 "The target reads the steady state (full - empty); the peak is the "
-                "process's high-water mark (ru_maxrss) during the fill.", ""]
+                "process's high-water mark (VmHWM) during the fill.", ""]
     lines += ["## Reproduce", "", "```sh",
               "pip install -e '.[bench]'",
               "python -m benchmarks            # full size; --quick for a 1/10 run",

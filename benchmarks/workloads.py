@@ -353,6 +353,18 @@ def run_rss_per_event(n: int, base_dir: str, timeout: float = 7200.0) -> dict[st
         shutil.rmtree(root, ignore_errors=True)
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak resident set since it started (VmHWM).  Not
+    ru_maxrss: Linux keeps that across execve, so a worker forked from a
+    big parent would report the parent's size."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    import resource  # not Linux: the best there is
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -404,8 +416,7 @@ def worker_main(argv: list[str]) -> int:
         fill_s = time.perf_counter() - t0
         gc.collect()
         full = rss_bytes()
-        import resource
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak = peak_rss_bytes()
         print(json.dumps({"events": n, "size": ch.size, "rss_before_open": before_open,
                           "rss_empty": empty, "rss_full": full, "peak_rss": peak,
                           "bytes_per_event": (full - empty) / n, "fill_s": fill_s}),
