@@ -149,6 +149,8 @@ class FileTransaction(Transaction):
         self._taken: list[int] = []       # pointers taken, in order
         self._marks: dict[str, int] | None = None
         self._attempts = 0
+        self._wrote = False               # some of its records may be in the log
+        self._failed: str | None = None   # why it can only be rolled back
 
     def set_mark(self, key: str, value: int) -> None:
         """Commit ``key = value`` atomically with this transaction; the
@@ -557,7 +559,12 @@ class FileChannel(ChannelBase):
         self._log.check_space(tx._dir, len(tx._buf))
         with self._log.lock:
             self._check_open()
-            ptrs, _fid, _end = self._log.write(tx._dir, tx._buf, tx._starts)
+            tx._wrote = True
+            try:
+                ptrs, _fid, _end = self._log.write(tx._dir, tx._buf, tx._starts)
+            except BaseException as exc:
+                tx._failed = f"writing its puts failed ({exc})"
+                raise
             tx._flushed.extend(ptrs)
             self._active[tx.id] = tx
         tx._buf = bytearray()
@@ -594,6 +601,10 @@ class FileChannel(ChannelBase):
     # ---- commit and rollback ----------------------------------------------------------------
     def _commit(self, tx: FileTransaction) -> None:
         self._check_open()
+        if tx._failed:
+            # part of it may be in the log already: writing it again would
+            # commit those events twice; a rollback record makes replay drop it
+            raise TransactionError(f"cannot commit: {tx._failed}; roll the transaction back")
         if tx._taken:
             self._commit_takes(tx)
         elif tx._pending or tx._marks:
@@ -615,18 +626,23 @@ class FileChannel(ChannelBase):
         handed_over = False
         try:
             with self._log.lock:
+                self._check_open()
+                tx._wrote = True
                 try:
-                    self._check_open()
                     ptrs, fid, end = self._log.write(tx._dir, tx._buf, tx._starts)
-                except BaseException:
-                    del tx._buf[mark:]
+                except BaseException as exc:
+                    tx._failed = f"writing its commit failed ({exc})"
                     raise
                 woid = self._log.next_woid - 1
                 self._tickets.append(woid)
             item = None
             try:
                 if self._fsync_per_transaction:
-                    self._log.sync(fid, end, self._gate.busy())
+                    try:
+                        self._log.sync(fid, end, self._gate.busy())
+                    except BaseException as exc:
+                        tx._failed = f"syncing its commit failed ({exc})"
+                        raise
                 item = (tx._flushed + ptrs if tx._flushed else ptrs,
                         dict(tx._marks) if tx._marks else None, tx.id, tx._attempts, n)
             finally:
@@ -635,7 +651,7 @@ class FileChannel(ChannelBase):
                 # one fdatasync do not wait for each other one by one; a commit's
                 # hold on the checkpoint gate ends when it is applied.  A commit
                 # whose sync failed (item None) only gives up its turn: it stays
-                # OPEN and its rollback releases the room.
+                # OPEN, can only be rolled back, and its rollback releases the room.
                 with self._cond:
                     self._ready[woid] = item
                     applied = self._apply_ready()
@@ -704,7 +720,7 @@ class FileChannel(ChannelBase):
                 self._cond.notify_all()
             tx._taken = []
             return
-        if tx._flushed and not self._closed:
+        if (tx._flushed or tx._wrote) and not self._closed:
             buf = bytearray()
             codec.encode_rollback(buf, tx.id)
             try:

@@ -522,3 +522,39 @@ def test_a_log_started_after_the_checkpoint_snapshot_is_replayed_in_full(tmp_pat
     assert [e.body for e in drain(ch)] == [ev(i, 200).body for i in range(12)]
     ch.close()
 
+
+
+def test_a_commit_cut_short_by_a_failed_write_can_only_be_rolled_back(tmp_path, monkeypatch):
+    """Regression: a commit whose write failed after part of it reached the
+    log stayed OPEN and could be committed again, writing those put records
+    a second time, so a replay committed the events twice."""
+    from fchannel.file.log import Log
+    ch = open_ch(tmp_path, dirs=1, max_file_size=1024, checkpoint_on_close=False)
+    real_roll = Log._roll
+    calls = {"n": 0}
+
+    def roll_fails_once(self, i, next_woid):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ChannelFullError("no room for a new log (simulated)")
+        return real_roll(self, i, next_woid)
+
+    tx = ch.transaction()
+    tx.begin()
+    tx.put_batch([ev(i, 200) for i in range(6)])   # ~1.5 KiB: it needs a roll part way
+    monkeypatch.setattr(Log, "_roll", roll_fails_once)
+    with pytest.raises(ChannelFullError):
+        tx.commit()
+    monkeypatch.undo()
+    with pytest.raises(TransactionError, match="roll the transaction back"):
+        tx.commit()
+    tx.rollback()
+    tx.close()
+    assert ch.size == 0 and ch.remaining == ch.capacity
+    with ch.transaction() as t2:      # the channel goes on
+        t2.put(ev(99))
+    ch.close()
+    remove_checkpoint(tmp_path)
+    ch = open_ch(tmp_path, dirs=1, max_file_size=1024)
+    assert [e.headers["i"] for e in drain(ch)] == ["99"]   # nothing of the failed one
+    ch.close()
