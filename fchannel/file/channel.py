@@ -566,7 +566,8 @@ class FileChannel(ChannelBase):
                 tx._failed = f"writing its puts failed ({exc})"
                 raise
             tx._flushed.extend(ptrs)
-            self._active[tx.id] = tx
+            with self._cond:   # _active changes only under _cond
+                self._active[tx.id] = tx
         tx._buf = bytearray()
         tx._starts = []
 
@@ -781,8 +782,10 @@ class FileChannel(ChannelBase):
                     for w in lg.writers:
                         if w is not None:
                             positions[w.info.file_id] = w.offset
-                    inflight_puts = {t.id: list(t._flushed) for t in self._active.values()
-                                     if t._flushed}
+                    with self._cond:   # takes and rollbacks change _active meanwhile
+                        active = list(self._active.values())
+                    # _flushed only grows under the log lock, which is held here
+                    inflight_puts = {t.id: list(t._flushed) for t in active if t._flushed}
                 with self._cond:
                     head, size = self._queue.head, self._queue.size
                     self._queue.write_dirty(store.slots)
