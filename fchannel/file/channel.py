@@ -37,7 +37,13 @@ from fchannel.errors import (
 from fchannel.event import Event
 from fchannel.file import format as F
 from fchannel.file.checkpoint import CheckpointStore, LoadedCheckpoint
-from fchannel.file.log import ANY_FILE, Log
+from fchannel.file.log import (
+    ANY_FILE,
+    Log,
+    clear_gc_journal,
+    finish_gc,
+    write_gc_journal,
+)
 from fchannel.file.replay import Damage, ReplayResult, replay
 from fchannel.transaction import Transaction
 
@@ -304,6 +310,7 @@ class FileChannel(ChannelBase):
         for d in dirs:
             os.makedirs(d, exist_ok=True)
             self._lock(d)
+        finish_gc(self._checkpoint_dir, self._data_dirs, self.name)
         self._log = Log(self._data_dirs, self._max_file_size, self._minimum_required_space,
                         self.name)
         self._store = CheckpointStore(self._checkpoint_dir, self._capacity, self._backup_dir)
@@ -888,8 +895,17 @@ class FileChannel(ChannelBase):
             ready = [f for f in sorted(left) if not (needs(f) & left)] or [min(left)]
             order.append(ready[0])
             left.discard(ready[0])
+        if not order:
+            return
+        # The take records of two logs can point into each other (two data
+        # dirs), so no deletion order is safe on its own: the set goes as one.
+        # The journal names it before anything is deleted, and an open finishes
+        # a deletion a kill interrupted (finish_gc), so a later full replay
+        # never sees the puts of a taken event without its take.
+        write_gc_journal(self._checkpoint_dir, order)
         for fid in order:
             lg.delete(fid)
+        clear_gc_journal(self._checkpoint_dir)
         if order:
             with self._cond:
                 self._counters["gc_deleted"] += len(order)

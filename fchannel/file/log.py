@@ -8,6 +8,7 @@ pread, fdatasync with the GIL released) are in the codec selected by
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import mmap
 import os
@@ -102,6 +103,56 @@ def decode_log_header(data: bytes, path: str = "log") -> tuple[int, int]:
     if version != F.LOG_VERSION:
         raise CorruptionError(f"{path}: unsupported log version {version}")
     return file_id, created
+
+
+# ---- the GC journal ------------------------------------------------------------------
+def write_gc_journal(checkpoint_dir: str, file_ids: Iterable[int]) -> None:
+    """Name, durably, the logs about to be deleted together."""
+    path = os.path.join(checkpoint_dir, F.GC_JOURNAL_FILE)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="ascii") as f:
+        json.dump({"delete": sorted(file_ids)}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(checkpoint_dir)
+
+
+def clear_gc_journal(checkpoint_dir: str) -> None:
+    try:
+        os.unlink(os.path.join(checkpoint_dir, F.GC_JOURNAL_FILE))
+    except FileNotFoundError:
+        pass
+
+
+def finish_gc(checkpoint_dir: str, data_dirs: list[str], name: str) -> list[int]:
+    """Delete the logs (and their .meta) of a deletion a kill interrupted;
+    returns their ids.  A journal that cannot be read is dropped: it is
+    written whole (tmp + rename), so that is not a half-done deletion."""
+    path = os.path.join(checkpoint_dir, F.GC_JOURNAL_FILE)
+    if not os.path.exists(path):
+        return []
+    try:
+        with open(path, encoding="ascii") as f:
+            ids = [int(i) for i in json.load(f)["delete"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("%s: ignoring unreadable %s: %s", name, path, exc)
+        ids = []
+    wanted = set(ids)
+    for fid, _di, lpath in list_logs(data_dirs):
+        if fid in wanted:
+            for p in (lpath + F.META_SUFFIX, lpath):
+                try:
+                    os.unlink(p)
+                except FileNotFoundError:
+                    pass
+    if ids:
+        for d in data_dirs:
+            fsync_dir(d)
+        log.info("%s: finished deleting %d log file(s) a stop interrupted: %s", name,
+                 len(ids), ", ".join(f"log-{i}" for i in ids))
+    clear_gc_journal(checkpoint_dir)
+    return ids
 
 
 def log_path(data_dir: str, file_id: int) -> str:

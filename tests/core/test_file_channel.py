@@ -1,5 +1,6 @@
 """FileChannel behaviour: durability, FIFO across restarts, data dirs,
 rolling and log GC, capacity, disk space, config, locks, marks."""
+import json
 import os
 import threading
 import time
@@ -557,4 +558,42 @@ def test_a_commit_cut_short_by_a_failed_write_can_only_be_rolled_back(tmp_path, 
     remove_checkpoint(tmp_path)
     ch = open_ch(tmp_path, dirs=1, max_file_size=1024)
     assert [e.headers["i"] for e in drain(ch)] == ["99"]   # nothing of the failed one
+    ch.close()
+
+
+def test_a_log_deletion_cut_short_is_finished_at_the_next_open(tmp_path, monkeypatch):
+    """Regression: GC deleted logs one by one; with two data dirs their take
+    records can point into each other, so a kill between two deletions could
+    leave the puts of a taken event without its take, and a later full
+    replay brought the event back.  The set is now journalled and finished
+    at the next open."""
+    from fchannel.file.log import Log
+    ch = open_ch(tmp_path, max_file_size=1024)
+    put_all(ch, [ev(i, 200) for i in range(30)], batch=2)
+    taken = drain(ch, 3)
+    assert len(taken) == 30
+    with ch.transaction() as tx:        # something stays queued in a new log
+        tx.put(ev(100, 200))
+    real_delete = Log.delete
+    deleted = []
+
+    def killed_after_one(self, fid):
+        if deleted:
+            raise RuntimeError("killed in the middle of log GC (simulated)")
+        deleted.append(fid)
+        real_delete(self, fid)
+
+    monkeypatch.setattr(Log, "delete", killed_after_one)
+    with pytest.raises(RuntimeError, match="simulated"):
+        ch.checkpoint()
+    monkeypatch.undo()
+    planned = json.loads((tmp_path / "ck" / "gc-pending").read_text())["delete"]
+    assert len(planned) >= 2 and len(deleted) == 1 and deleted[0] in planned
+    ch._release()                        # the process dies: no close, no checkpoint
+    remove_checkpoint(tmp_path)          # and the next open must replay every log
+    ch = open_ch(tmp_path, max_file_size=1024)
+    left = {int(n.split("-")[1]) for n in log_files(tmp_path)}
+    assert not left & set(planned), "the interrupted deletion was not finished"
+    assert not (tmp_path / "ck" / "gc-pending").exists()
+    assert [e.headers["i"] for e in drain(ch)] == ["100"]   # no taken event came back
     ch.close()
