@@ -98,7 +98,24 @@ class Source(Component):
         return True
 
 
-class PollableSource(Source):
+class Backoff:
+    """Runner sleeps when there is nothing to do: they grow by
+    ``backoffSleepIncrement`` up to ``maxBackoffSleep`` (properties in
+    milliseconds, as in Flume)."""
+
+    backoff_increment = 0.05
+    max_backoff = 1.0
+
+    def configure_backoff(self, ctx: Context) -> None:
+        inc = ctx.integer("backoffSleepIncrement", None, minimum=1)
+        mx = ctx.integer("maxBackoffSleep", None, minimum=1)
+        if inc is not None:
+            self.backoff_increment = inc / 1000.0
+        if mx is not None:
+            self.max_backoff = mx / 1000.0
+
+
+class PollableSource(Backoff, Source):
     """A source whose runner calls ``process()`` in a loop.
 
     ``process`` returns READY when it put events and BACKOFF when it had
@@ -108,17 +125,6 @@ class PollableSource(Source):
     (milliseconds, as in Flume's pollable sources).
     """
 
-    backoff_increment = 0.05
-    max_backoff = 1.0
-
-    def configure_backoff(self, ctx: Context) -> None:
-        inc = ctx.integer("backoffSleepIncrement", None, minimum=1)
-        mx = ctx.integer("maxBackoffSleep", None, minimum=1)
-        if inc is not None:
-            self.backoff_increment = inc / 1000.0
-        if mx is not None:
-            self.max_backoff = mx / 1000.0
-
     def process(self) -> Status:
         raise NotImplementedError
 
@@ -127,25 +133,14 @@ class EventDrivenSource(Source):
     """A source that runs its own threads (``start``) and pushes events."""
 
 
-class Sink(Component):
+class Sink(Backoff, Component):
     kind = "sink"
-
-    backoff_increment = 0.05
-    max_backoff = 1.0
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self.counter: CounterGroup = sink_counters(name)
         self.channel: Any = None
         self.channel_name = ""
-
-    def configure_backoff(self, ctx: Context) -> None:
-        inc = ctx.integer("backoffSleepIncrement", None, minimum=1)
-        mx = ctx.integer("maxBackoffSleep", None, minimum=1)
-        if inc is not None:
-            self.backoff_increment = inc / 1000.0
-        if mx is not None:
-            self.max_backoff = mx / 1000.0
 
     def process(self) -> Status:
         raise NotImplementedError
