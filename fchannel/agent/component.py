@@ -128,6 +128,21 @@ class PollableSource(Backoff, Source):
     def process(self) -> Status:
         raise NotImplementedError
 
+    def offer(self, events: list[Any]) -> bool:
+        """Put *events* through the channel processor once: True when they
+        were committed (and counted), False when a required channel refused
+        them; the caller keeps them and offers them again after backing off."""
+        assert self.channel_processor is not None
+        try:
+            self.channel_processor.process_event_batch(events)
+        except ChannelError as exc:
+            self.counter.add("ChannelWriteFail")
+            self.log.debug("channel refused the batch, will retry: %s", exc)
+            return False
+        self.counter.add("EventAcceptedCount", len(events))
+        self.counter.add("AppendBatchAcceptedCount")
+        return True
+
 
 class EventDrivenSource(Source):
     """A source that runs its own threads (``start``) and pushes events."""

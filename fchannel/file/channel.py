@@ -565,18 +565,24 @@ class FileChannel(ChannelBase):
         """Write a big transaction's buffered puts before its commit."""
         self._log.check_space(tx._dir, len(tx._buf))
         with self._log.lock:
-            self._check_open()
-            tx._wrote = True
-            try:
-                ptrs, _fid, _end = self._log.write(tx._dir, tx._buf, tx._starts)
-            except BaseException as exc:
-                tx._failed = f"writing its puts failed ({exc})"
-                raise
+            ptrs, _fid, _end = self._write_records(tx, "writing its puts")
             tx._flushed.extend(ptrs)
             with self._cond:   # _active changes only under _cond
                 self._active[tx.id] = tx
         tx._buf = bytearray()
         tx._starts = []
+
+    def _write_records(self, tx: FileTransaction, what: str) -> tuple[list[int], int, int]:
+        """Write the transaction's buffered records (caller holds the log lock).
+        A failed write may have left part of them in the log: the transaction
+        can then only be rolled back (see _commit)."""
+        self._check_open()
+        tx._wrote = True
+        try:
+            return self._log.write(tx._dir, tx._buf, tx._starts)
+        except BaseException as exc:
+            tx._failed = f"{what} failed ({exc})"
+            raise
 
     # ---- takes -------------------------------------------------------------------------------
     def _take(self, tx: FileTransaction, n: int) -> list[Event]:
@@ -634,13 +640,7 @@ class FileChannel(ChannelBase):
         handed_over = False
         try:
             with self._log.lock:
-                self._check_open()
-                tx._wrote = True
-                try:
-                    ptrs, fid, end = self._log.write(tx._dir, tx._buf, tx._starts)
-                except BaseException as exc:
-                    tx._failed = f"writing its commit failed ({exc})"
-                    raise
+                ptrs, fid, end = self._write_records(tx, "writing its commit")
                 woid = self._log.next_woid - 1
                 self._tickets.append(woid)
             item = None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from fchannel.agent.component import PollableSource, Status
 from fchannel.agent.properties import Context
-from fchannel.errors import ChannelError
 from fchannel.event import Event
 
 
@@ -33,14 +32,7 @@ class SequenceSource(PollableSource):
             n = len(self._pending)
             self.counter.add("EventReceivedCount", n)
             self.counter.add("AppendBatchReceivedCount")
-        assert self.channel_processor is not None
-        try:
-            self.channel_processor.process_event_batch(self._pending)
-        except ChannelError as exc:
-            self.counter.add("ChannelWriteFail")
-            self.log.debug("channel refused the batch, will retry: %s", exc)
+        if not self.offer(self._pending):
             return Status.BACKOFF
-        self.counter.add("EventAcceptedCount", len(self._pending))
-        self.counter.add("AppendBatchAcceptedCount")
         self._pending = []
         return Status.READY

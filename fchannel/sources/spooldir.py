@@ -31,7 +31,6 @@ from typing import IO
 
 from fchannel.agent.component import PollableSource, Status
 from fchannel.agent.properties import Context
-from fchannel.errors import ChannelError
 from fchannel.event import Event
 
 META_NAME = ".flumespool-main.meta"
@@ -305,14 +304,8 @@ class SpoolDirectorySource(PollableSource):
             self._pending, self._pending_end = events, end
             self.counter.add("EventReceivedCount", len(events))
             self.counter.add("AppendBatchReceivedCount")
-        try:
-            self.channel_processor.process_event_batch(self._pending)
-        except ChannelError as exc:
-            self.counter.add("ChannelWriteFail")
-            self.log.debug("channel refused the batch, will retry: %s", exc)
+        if not self.offer(self._pending):
             return Status.BACKOFF
-        self.counter.add("EventAcceptedCount", len(self._pending))
-        self.counter.add("AppendBatchAcceptedCount")
         self._offset = self._pending_end
         self._pending = []
         self._save_progress()

@@ -33,7 +33,6 @@ from typing import IO
 
 from fchannel.agent.component import PollableSource, Status
 from fchannel.agent.properties import Context, java_regex
-from fchannel.errors import ChannelError
 from fchannel.event import Event
 from fchannel.sources.spooldir import atomic_write
 
@@ -216,16 +215,9 @@ class TaildirSource(PollableSource):
         return events, pos
 
     def _commit(self, tf: TailFile, events: list[Event], end: int) -> bool:
-        assert self.channel_processor is not None
-        try:
-            self.channel_processor.process_event_batch(events)
-        except ChannelError as exc:
-            self.counter.add("ChannelWriteFail")
-            self.log.debug("channel refused the batch, will retry: %s", exc)
+        if not self.offer(events):
             self._pending = (tf, events, end)
             return False
-        self.counter.add("EventAcceptedCount", len(events))
-        self.counter.add("AppendBatchAcceptedCount")
         tf.pos = end
         tf.last_read = time.monotonic()
         return True

@@ -469,9 +469,7 @@ def test_concurrent_producers_and_consumers_with_checkpoints(tmp_path):
     assert not errors
     assert len(taken) == per * producers
     assert set(taken) == {b"%d-%d" % (p, i) for p in range(producers) for i in range(per)}
-    # per producer, FIFO holds when no rollback reordered... rollbacks go back to the head,
-    # so order per producer is preserved within each consumer's view; check no duplicates
-    assert len(set(taken)) == len(taken)
+    assert len(set(taken)) == len(taken)   # no event twice, despite the rollbacks
     assert ch.counters["checkpoint_count"] > 0
     ch.close()
 
