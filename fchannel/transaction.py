@@ -123,8 +123,12 @@ class TransactionBase:
 
     def rollback(self) -> None:
         self._need(ST_OPEN, "rollback")
-        self._do_rollback()
-        self._state = ST_COMPLETED
+        try:
+            self._do_rollback()
+        finally:
+            # a rollback that raises says it could not undo (the outcome is
+            # unknown): there is nothing left to retry, the transaction is over
+            self._state = ST_COMPLETED
 
     def close(self) -> None:
         if self._state == ST_CLOSED:

@@ -199,6 +199,8 @@ class Log:
         self._readers_lock = threading.Lock()
         self.bytes_written = 0
         self.syncs = 0
+        #: the first failed fdatasync (see _fdatasync)
+        self.sync_failed: ChannelError | None = None
 
     # ---- opening --------------------------------------------------------------
     def start_writers(self) -> None:
@@ -230,14 +232,15 @@ class Log:
                     os.unlink(path)
                 except OSError:
                     pass
-            if isinstance(exc, OSError) and exc.errno in NO_SPACE:
-                raise from_os_error(exc, self.name, f"in {self.data_dirs[i]!r} for a new "
-                                    "log file") from exc
+            if isinstance(exc, OSError):
+                where = (f"in {self.data_dirs[i]!r} for a new log file" if exc.errno in NO_SPACE
+                         else f"creating {path}")
+                raise from_os_error(exc, self.name, where) from exc
             raise
         self.next_file_id += 1
         old = self.writers[i]
         if old is not None:
-            codec.fdatasync(old.fd)
+            self._fdatasync(old.fd, old.info.path)
             old.info.closed = True
             try:
                 old.info.write_meta()
@@ -281,6 +284,7 @@ class Log:
         offset)``; the last two say how far the last file must be synced.
         Caller holds ``self.lock``.
         """
+        self._check_synced()
         first = self.next_woid
         nxt = codec.finalize(buf, 0, first)
         self.next_woid = nxt
@@ -361,17 +365,33 @@ class Log:
         self.bytes_written += len(data)
 
     # ---- syncing -------------------------------------------------------------------
+    def _fdatasync(self, fd: int, path: str) -> None:
+        """fdatasync; a failure is remembered for good: after it, no later
+        sync can prove that what was written before reached the disk."""
+        try:
+            codec.fdatasync(fd)
+        except OSError as exc:
+            if self.sync_failed is None:
+                self.sync_failed = from_os_error(exc, self.name, f"syncing {path}")
+            raise self.sync_failed from exc
+
+    def _check_synced(self) -> None:
+        if self.sync_failed is not None:
+            raise self.sync_failed
+
     def sync(self, file_id: int, offset: int, others: bool = False) -> None:
         """Return once ``file_id`` is on disk up to *offset*.  Concurrent callers
         share one fdatasync (group commit); *others* says other commits are in
         flight, worth letting write first so the same fdatasync covers them."""
+        self._check_synced()
         for w in self.writers:
             if w is not None and w.info.file_id == file_id:
                 break
         else:
-            return  # rolled: synced when it was closed
+            return  # rolled: synced when it was closed (or sync_failed is set)
         with w.cond:
             while w.synced < offset:
+                self._check_synced()
                 if w.syncing:
                     w.cond.wait()
                     continue
@@ -383,7 +403,7 @@ class Log:
                         # one fdatasync covers them too
                         time.sleep(0)
                     target = w.offset
-                    codec.fdatasync(w.fd)
+                    self._fdatasync(w.fd, w.info.path)
                     self.syncs += 1
                 finally:
                     w.cond.acquire()
@@ -481,10 +501,11 @@ class Log:
                 if w is None:
                     continue
                 try:
-                    codec.fdatasync(w.fd)
-                    w.info.closed = True
-                    w.info.write_meta()
-                except OSError as exc:
+                    if self.sync_failed is None:   # else the .meta would vouch for lost records
+                        self._fdatasync(w.fd, w.info.path)
+                        w.info.closed = True
+                        w.info.write_meta()
+                except (OSError, ChannelError) as exc:
                     log.warning("%s: closing %s: %s", self.name, w.info.path, exc)
                 os.close(w.fd)
                 self.writers[i] = None
