@@ -138,6 +138,8 @@ async def run_cancelled(block, ch, instant) -> bool:
         await asyncio.wait_for(asyncio.shield(task), 30)
     except asyncio.CancelledError:
         return False
+    except ChannelFullError:   # a put that timed out (keep_alive) before the cancel
+        return False
     return True
 
 
