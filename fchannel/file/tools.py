@@ -59,11 +59,13 @@ def _checkpoint_state(directory: str) -> dict[str, Any]:
     return out
 
 
-def _records(recs: Any) -> Iterator[tuple[int, int]]:
-    """``(record type, write-order id)`` of each record of a ``codec.scan``
-    result (a flat array, five numbers per record)."""
+def records(recs: Any) -> Iterator[tuple[int, int, int]]:
+    """``(record type, write-order id, offset)`` of each record of a
+    ``codec.scan`` result (a flat array, five numbers per record: type,
+    transaction id, write-order id, offset, aux).  The one place that knows
+    that layout."""
     for k in range(0, len(recs), 5):
-        yield recs[k], recs[k + 2]
+        yield recs[k], recs[k + 2], recs[k + 3]
 
 
 def _scan_log(fid: int, path: str, live: bool = False
@@ -113,7 +115,7 @@ def _scan_log(fid: int, path: str, live: bool = False
             recs, good_end, damage = codec.scan(mm, F.LOG_HEADER_SIZE)
         finally:
             mm.close()
-        for rtype, woid in _records(recs):
+        for rtype, woid, _pos in records(recs):
             counts[F.RECORD_TYPES[rtype]] += 1
             nrecs += 1
             if woid > last_woid:

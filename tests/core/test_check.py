@@ -130,10 +130,11 @@ def test_a_data_dir_given_twice_is_refused(tmp_path):
 # ---- loss the files show ------------------------------------------------------------------
 def _record_ends(path: str) -> list[int]:
     from fchannel._compat import codec
+    from fchannel.file.tools import records
     with open(path, "rb") as f:
         data = f.read()
     recs, _good, _damage = codec.scan(data, F.LOG_HEADER_SIZE)
-    starts = [recs[k + 3] for k in range(0, len(recs), 5)]
+    starts = [pos for _t, _w, pos in records(recs)]
     return starts[1:] + [_good]
 
 
