@@ -159,12 +159,18 @@ def inspect(checkpoint_dir: str, data_dirs: list[str],
     refs = out["checkpoint"].get("log_refs", {})
     logs = []
     for fid, _di, path in list_logs(data_dirs):
-        info = {"id": fid, "path": path, "bytes": os.path.getsize(path),
+        try:
+            size = os.path.getsize(path)
+        except FileNotFoundError:
+            continue   # deleted since the listing (GC of a live channel)
+        info = {"id": fid, "path": path, "bytes": size,
                 "queued_events": refs.get(str(fid), 0)}
         try:
             meta = read_log_meta(path, fid)
             info.update(closed=meta.closed, last_write_order_id=meta.last_write_order_id)
         except CorruptionError:
+            if not os.path.exists(path):
+                continue
             info["meta"] = "missing or damaged"
         logs.append(info)
     out["logs"] = logs
