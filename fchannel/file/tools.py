@@ -61,11 +61,9 @@ def _checkpoint_state(directory: str) -> dict[str, Any]:
 
 def records(recs: Any) -> Iterator[tuple[int, int, int]]:
     """``(record type, write-order id, offset)`` of each record of a
-    ``codec.scan`` result (a flat array, five numbers per record: type,
-    transaction id, write-order id, offset, aux).  The one place that knows
-    that layout."""
-    for k in range(0, len(recs), 5):
-        yield recs[k], recs[k + 2], recs[k + 3]
+    ``codec.scan`` result (a flat array, ``F.REC_FIELDS`` numbers per record)."""
+    for k in range(0, len(recs), F.REC_FIELDS):
+        yield recs[k + F.REC_TYPE], recs[k + F.REC_WOID], recs[k + F.REC_OFFSET]
 
 
 def _scan_log(fid: int, path: str, live: bool = False
