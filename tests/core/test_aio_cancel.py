@@ -13,6 +13,7 @@ the reopened channel holds exactly what the live one reported.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import threading
 import time
@@ -199,6 +200,84 @@ def test_cancel_sweep_leaves_size_and_capacity_exact(kind, name, tmp_path):
     try:
         sweep(ch, name, kind)
     finally:
+        ch.close()
+
+
+class SlowSteps(concurrent.futures.Executor):
+    """An executor (``ch.atransaction(executor)``) whose steps each take 50 ms
+    more, and that records how many run at once."""
+
+    def __init__(self) -> None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(4)
+        self._lock = threading.Lock()
+        self.running = 0
+        self.max_running = 0
+        self.started = 0
+        self.steps: list[str] = []
+
+    def submit(self, fn, /, *args, **kwargs):
+        name = getattr(getattr(fn, "func", fn), "__name__", "?")
+
+        def step():
+            with self._lock:
+                self.running += 1
+                self.started += 1
+                self.max_running = max(self.max_running, self.running)
+                self.steps.append(name)
+            try:
+                time.sleep(0.05)
+                return fn(*args, **kwargs)
+            finally:
+                with self._lock:
+                    self.running -= 1
+        return self._pool.submit(step)
+
+    def shutdown(self, wait=True, **kw):
+        self._pool.shutdown(wait)
+
+
+@pytest.mark.parametrize("kind", ["file", "memory"])
+@pytest.mark.parametrize("cancel_in", ["put_batch", "put commit", "take_batch", "take commit"])
+def test_no_step_runs_beside_one_in_flight(kind, cancel_in, tmp_path):
+    """Cancel while a step is in flight in its thread: the task ends only
+    after that step, nothing (no rollback) ran beside it, and the channel
+    shows the step's real outcome."""
+    ch = make_channel(kind, tmp_path, 1000)
+    pool = SlowSteps()
+    takes = cancel_in.startswith("take")
+    if takes:
+        put_all(ch, [b"%d" % i for i in range(100)])
+    nth = 1 if cancel_in.endswith("batch") else 2     # the step to cancel in
+
+    async def block():
+        async with ch.atransaction(pool) as tx:
+            if takes:
+                assert len(await tx.take_batch(60)) == 60
+            else:
+                await tx.put_batch(Event(b"%d" % i) for i in range(60))
+
+    async def main():
+        task = asyncio.ensure_future(block())
+        for _ in range(2000):
+            if pool.started >= nth:
+                break
+            await asyncio.sleep(0.001)
+        assert pool.started == nth and pool.running == 1
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert pool.running == 0      # the step in flight had finished
+
+    try:
+        asyncio.run(main())
+        assert pool.max_running == 1, pool.steps
+        committed = nth == 2          # a commit in flight completes; a batch is rolled back
+        want = (40 if committed else 100) if takes else (60 if committed else 0)
+        assert ch.size == want, (pool.steps, ch.size)
+        assert ch.size + ch.remaining == 1000
+        assert pool.steps[-1] == ("rollback" if nth == 1 else "commit"), pool.steps
+    finally:
+        pool.shutdown()
         ch.close()
 
 
