@@ -35,15 +35,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import fchannel
-from fchannel import Event, MemoryChannel
-
-NOT_AVAILABLE = "FileChannel not available in this build"
-
-
-def file_channel_class() -> Any:
-    """The FileChannel class, or None when this build has none."""
-    return getattr(fchannel, "FileChannel", None)
-
+from fchannel import Event, FileChannel, MemoryChannel
 
 # ---- statistics --------------------------------------------------------------
 
@@ -196,11 +188,8 @@ def _open_channel(cfg: BenchConfig, root: str) -> Any:
     if cfg.channel == "memory":
         return MemoryChannel(capacity=capacity, transaction_capacity=cfg.batch_size,
                              keep_alive=0)
-    cls = file_channel_class()
-    if cls is None:
-        raise RuntimeError(NOT_AVAILABLE)
     data_dirs = [os.path.join(root, f"data-{i}") for i in range(cfg.data_dirs)]
-    return cls(os.path.join(root, "checkpoint"), data_dirs,
+    return FileChannel(os.path.join(root, "checkpoint"), data_dirs,
                capacity=capacity, transaction_capacity=cfg.batch_size,
                checkpoint_interval=cfg.checkpoint_interval,
                fsync_per_transaction=cfg.fsync == "transaction",
@@ -314,8 +303,6 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     rest is JSON-ready.
     """
     cfg.check()
-    if cfg.channel == "file" and file_channel_class() is None:
-        raise RuntimeError(NOT_AVAILABLE)
     os.makedirs(cfg.directory, exist_ok=True)
     root = tempfile.mkdtemp(prefix="fchannel-bench-", dir=cfg.directory)
     result: dict[str, Any] = {
@@ -517,9 +504,6 @@ def main(args: argparse.Namespace) -> int:
         cfg.check()
     except ValueError as exc:
         print(f"fchannel bench: {exc}", file=sys.stderr)
-        return 2
-    if cfg.channel == "file" and file_channel_class() is None:
-        print(f"fchannel bench: {NOT_AVAILABLE}; try --channel memory", file=sys.stderr)
         return 2
     if args.plot:
         try:

@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 
 import fchannel
-from fchannel.bench import NOT_AVAILABLE, file_channel_class, percentile, summarize
+from fchannel.bench import percentile, summarize
 from fchannel.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
-HAS_FILE = file_channel_class() is not None
 LAT_KEYS = {"count", "median", "p90", "p99", "max"}
 
 
@@ -82,7 +81,6 @@ def test_bench_bad_option(tmp_path, capfd):
     assert rc == 2 and "events must be >= 1" in err
 
 
-@pytest.mark.skipif(not HAS_FILE, reason=NOT_AVAILABLE)
 def test_bench_file_json(tmp_path, capfd):
     r = _bench_json(capfd, str(tmp_path), "--channel", "file", "-n", "400", "-b", "40",
                     "--data-dirs", "2")
@@ -93,15 +91,8 @@ def test_bench_file_json(tmp_path, capfd):
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.skipif(HAS_FILE, reason="this build has FileChannel")
-def test_bench_file_unavailable(tmp_path, capfd):
-    rc = main(["bench", str(tmp_path), "--channel", "file", "-n", "10"])
-    _out, err = capfd.readouterr()
-    assert rc == 2 and NOT_AVAILABLE in err
-
-
 def test_benchmarks_entry_point(tmp_path):
-    queues = "raw-sync,raw-nosync,sqlite,memory,memory-pure" + (",file" if HAS_FILE else "")
+    queues = "raw-sync,raw-nosync,sqlite,memory,memory-pure,file"
     out = tmp_path / "results"
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)

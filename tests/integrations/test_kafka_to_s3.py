@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from tests.agent.helpers import EXAMPLES, agents, needs_file_channel, write_conf  # noqa: F401
+from tests.agent.helpers import EXAMPLES, agents, write_conf  # noqa: F401
 from tests.conftest import wait_for
 from tests.sinks.conftest import s3_endpoint  # noqa: F401 - the fixture
 
@@ -66,7 +66,6 @@ def offsets(objs) -> dict[int, list[int]]:
     return got
 
 
-@needs_file_channel
 @pytest.mark.crash
 def test_kafka_to_s3_exactly_once_through_kills(kafka, s3_endpoint, tmp_path, agents):  # noqa: F811
     topic = kafka.create_topic("bridge", partitions=3)
