@@ -123,9 +123,12 @@ def collect(page: Path) -> list[Program]:
 PROGRAMS = [p for page in PAGES for p in collect(page)]
 
 
-def test_the_pages_have_snippets():
-    # the runner must see the pages' blocks (a broken parser would run nothing)
-    assert len(PROGRAMS) >= 8, [p.id for p in PROGRAMS]
+def test_every_python_block_is_collected():
+    # a parser that missed blocks would quietly run less than the pages show
+    fences = sum(len(re.findall(r"^```python\s*$", page.read_text(encoding="utf-8"), re.M))
+                 for page in PAGES)
+    assert sum(len(p.code) for p in PROGRAMS) == fences
+    assert any(p.page.name == "README.md" for p in PROGRAMS)
 
 
 def test_readme_relative_links_exist():
