@@ -10,6 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 PY=${PYTHON_BUILD:-.venv/bin/python}
+if ! "$PY" -c 'import build' 2>/dev/null; then
+    echo "package smoke: $PY has no 'build' module: run ./scripts/test.sh (or pip install build)" >&2
+    exit 2
+fi
 BASE=$("$PY" -c 'import sys; print(sys._base_executable)')
 work=$(mktemp -d "${TMPDIR:-/tmp}/fchannel-package.XXXXXX")
 trap 'rm -rf "$work"' EXIT
