@@ -11,6 +11,7 @@ import importlib
 import socket
 import sys
 from collections.abc import Iterable, Sequence
+from typing import TextIO
 
 import fchannel
 
@@ -62,7 +63,7 @@ def _parse_address(text: str) -> tuple[str, int]:
 
 
 def send_lines(address: str, lines: Iterable[bytes], ack: bool = True,
-               timeout: float = 30.0, out: object = None) -> int:
+               timeout: float = 30.0, out: TextIO | None = None) -> int:
     """Send *lines* (without their newline) to a netcat source; with *ack*, wait
     for the answer to each and write it to *out* (a text stream). Returns the
     number of lines not answered ``OK``."""
@@ -81,7 +82,7 @@ def send_lines(address: str, lines: Iterable[bytes], ack: bool = True,
             if text != "OK":
                 failed += 1
             if out is not None:
-                print(text, file=out, flush=True)  # type: ignore[call-overload]
+                print(text, file=out, flush=True)
     return failed
 
 
