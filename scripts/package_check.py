@@ -32,8 +32,9 @@ def main(sdist: str, wheel: str) -> int:
     problems = []
     with tarfile.open(sdist) as t:
         names = [n.split("/", 1)[1] for n in t.getnames() if "/" in n]
-    for need in ("LICENSE", "setup.py", "fchannel/_core.pyx", "fchannel/_core.pxd",
-                 "fchannel/_core.pyi", "fchannel/file/_codec.pyx", "fchannel/file/_queue.pyx",
+    for need in ("LICENSE", "setup.py", "fchannel/_event.py", "fchannel/_event.pxd",
+                 "fchannel/file/_codec.pyx", "fchannel/file/_codec.pyi",
+                 "fchannel/file/_queue.pyx", "fchannel/file/_queue.pyi",
                  "fchannel/file/fchannel.proto", "fchannel/rpc/fchannel_rpc.proto"):
         if need not in names:
             problems.append(f"sdist lacks {need}")

@@ -50,14 +50,19 @@ def test_build_inputs_hash_follows_the_cython_sources(tmp_path):
     assert re.fullmatch(r"[0-9a-f]{64}", before) and _hash(top) == before
     (top / "fchannel").unlink()
     shutil.copytree(REPO / "fchannel", top / "fchannel",
-                    ignore=shutil.ignore_patterns("*.so", "__pycache__"))
-    with open(top / "fchannel" / "_core.pyx", "a") as f:
-        f.write("\n# changed\n")
-    assert _hash(top) != before
-    (top / "fchannel" / "aio.py").write_text("# a Python change needs no reinstall\n")
-    with open(top / "fchannel" / "_core.pyx", "w") as f:
-        f.write((REPO / "fchannel" / "_core.pyx").read_text())
+                    ignore=shutil.ignore_patterns("*.so", "*.c", "__pycache__"))
     assert _hash(top) == before
+    # a Python module that is not compiled: the editable install sees it as is
+    (top / "fchannel" / "aio.py").write_text("# a Python change needs no reinstall\n")
+    assert _hash(top) == before
+    # a .pyx, and a .py that Cython compiles (it has a .pxd): a rebuild is due
+    for name in ("file/_codec.pyx", "_event.py"):
+        path = top / "fchannel" / name
+        original = path.read_text()
+        path.write_text(original + "\n# changed\n")
+        assert _hash(top) != before, name
+        path.write_text(original)
+        assert _hash(top) == before, name
 
 
 def test_second_start_is_ready_within_5s_and_says_how_to_send_and_stop(tmp_path, capfd):
