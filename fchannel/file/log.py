@@ -24,6 +24,9 @@ from fchannel.file import format as F
 
 log = logging.getLogger("fchannel.file")
 
+#: how far ahead of the writer a log file is filled with zeros (docs/FORMAT.md)
+PREALLOC_STEP = 4 << 20
+_ZEROS = bytes(1 << 20)
 #: in LogFile.take_targets: the file's takes may point anywhere (it is damaged)
 ANY_FILE = -1
 _LOG_NAME = re.compile(r"^log-(\d+)$")
@@ -171,6 +174,7 @@ class _Writer:
         self.info = info
         self.fd = fd
         self.offset = offset          # next write position
+        self.allocated = offset       # the file is written (zeros ahead) up to here
         self.synced = offset          # everything before it is on disk
         self.syncing = False
         self.cond = threading.Condition(threading.Lock())
@@ -240,6 +244,7 @@ class Log:
         self.next_file_id += 1
         old = self.writers[i]
         if old is not None:
+            self._trim(old)
             self._fdatasync(old.fd, old.info.path)
             old.info.closed = True
             try:
@@ -349,13 +354,45 @@ class Log:
             count += 1
         return end, count
 
+    def _extend(self, w: _Writer, need: int) -> None:
+        """Write zeros ahead of the writer, so that commits overwrite blocks
+        the file system already holds: their fdatasync then carries no file
+        size or extent change (docs/FORMAT.md, "Preallocation").  The zeros
+        are synced once here, per step, not by every commit."""
+        target = min(self.max_file_size, max(need, w.allocated + PREALLOC_STEP))
+        pos = w.allocated
+        try:
+            while pos < target:
+                n = min(len(_ZEROS), target - pos)
+                codec.pwrite_all(w.fd, _ZEROS[:n] if n < len(_ZEROS) else _ZEROS, pos)
+                pos += n
+            self._fdatasync(w.fd, w.info.path)
+        except OSError as exc:
+            try:
+                os.ftruncate(w.fd, w.allocated)
+            except OSError:
+                pass
+            where = (f"in {self.data_dirs[w.info.dir_index]!r}" if exc.errno in NO_SPACE
+                     else f"extending {w.info.path}")
+            raise from_os_error(exc, self.name, where) from exc
+        w.allocated = target
+
+    def _trim(self, w: _Writer) -> None:
+        """Cut the zeros ahead of the writer off (a file that is rolled or closed)."""
+        if w.allocated > w.offset:
+            os.ftruncate(w.fd, w.offset)
+            w.allocated = w.offset
+
     def _pwrite(self, w: _Writer, data) -> None:
+        if w.offset + len(data) > w.allocated:
+            self._extend(w, w.offset + len(data))
         try:
             codec.pwrite_all(w.fd, data, w.offset)
         except OSError as exc:
             # cut the partial write off so the file stays a clean sequence of records
             try:
                 os.ftruncate(w.fd, w.offset)
+                w.allocated = w.offset
             except OSError:
                 pass
             where = (f"in {self.data_dirs[w.info.dir_index]!r}" if exc.errno in NO_SPACE
@@ -502,6 +539,7 @@ class Log:
                     continue
                 try:
                     if self.sync_failed is None:   # else the .meta would vouch for lost records
+                        self._trim(w)
                         self._fdatasync(w.fd, w.info.path)
                         w.info.closed = True
                         w.info.write_meta()
