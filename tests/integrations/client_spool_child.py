@@ -92,10 +92,10 @@ def run_aiokafka(bootstrap, topic, group, root, mode, batch_size, target) -> Non
         ch = _channel(root)
         sp = AioKafkaSpooler(consumer, ch, topics=[topic], listener=Report(),
                              batch_size=batch_size, batch_duration=0.05)
-        await consumer.start()
         loop = asyncio.get_running_loop()
         loop.add_reader(sys.stdin.fileno(), lambda: sp.stop())   # stdin closed: stop
-        print("ready", flush=True)
+        print("ready", flush=True)   # before start(): the group join begins there
+        await consumer.start()
         try:
             while not sp.stopped:
                 if await sp.step():
