@@ -146,9 +146,11 @@ class SyncSpooledProducer:
             return self.channel.size + self._inflight
 
     def close(self, timeout: float | None = None) -> int:
-        """Flush for up to *timeout* seconds, then stop the drainer (it
-        finishes the batch in flight). What is left stays in the channel for
-        the next run. Returns the backlog left. Does not close the channel."""
+        """Flush for up to *timeout* seconds, then stop the drainer: it
+        finishes the batch in flight (acknowledged, or failed after the
+        client's delivery timeout, and then rolled back). What is left stays
+        in the channel for the next run. Returns the backlog left. Does not
+        close the channel."""
         if self._closed:
             return self.backlog
         left = self.flush(timeout) if self._thread.is_alive() else self.backlog
@@ -156,7 +158,8 @@ class SyncSpooledProducer:
             self._closing = True
             self._cond.notify_all()
         if self._thread.is_alive():
-            self._thread.join(None if timeout is None else max(timeout, 1.0))
+            # the batch in flight settles within the client's delivery timeout
+            self._thread.join()
         self._close_producer(1.0 if timeout is None else timeout)
         self._closed = True
         return left

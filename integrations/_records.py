@@ -137,7 +137,7 @@ class SpooledRecord:
 
     def __init__(self, topic: str, value: bytes | None, key: bytes | None,
                  partition: int | None, timestamp_ms: int | None,
-                 headers: list[tuple[str, bytes | None]] | None, spooled_at: float) -> None:
+                 headers: list[tuple[str, bytes]] | None, spooled_at: float) -> None:
         self.topic = topic
         self.value = value
         self.key = key
@@ -167,7 +167,7 @@ def spool_event(topic: Any, value: Any = None, key: Any = None, headers: Any = N
                 now: float | None = None) -> Event:
     """The Event that holds a record to send, losslessly: the value as body
     (a null value is flagged ``tombstone``), the key base64-coded, the
-    record headers as JSON (values base64, null kept) and the time it was
+    record headers as JSON (values base64) and the time it was
     spooled (epoch seconds). Bad fields raise TypeError/ValueError naming
     the field and the value."""
     import json
@@ -203,7 +203,10 @@ def spool_event(topic: Any, value: Any = None, key: Any = None, headers: Any = N
             if not isinstance(hk, str):
                 raise ValueError(f"header name must be a str, got {hk!r}")
             hb = _as_bytes(f"header {hk!r}", hv, topic)
-            enc.append([hk, None if hb is None else base64.b64encode(hb).decode("ascii")])
+            if hb is None:
+                raise ValueError(f"header {hk!r} for topic {topic!r} has no value; give "
+                                 "bytes or str (b'' for an empty one)")
+            enc.append([hk, base64.b64encode(hb).decode("ascii")])
         out[SPOOL_HEADERS] = json.dumps(enc, separators=(",", ":"))
     return Event(body or b"", out)
 
@@ -221,7 +224,6 @@ def spooled_record(e: Event) -> SpooledRecord:
     ts = int(h[SPOOL_TIMESTAMP]) if SPOOL_TIMESTAMP in h else None
     headers = None
     if SPOOL_HEADERS in h:
-        headers = [(k, None if v is None else base64.b64decode(v))
-                   for k, v in json.loads(h[SPOOL_HEADERS])]
+        headers = [(k, base64.b64decode(v)) for k, v in json.loads(h[SPOOL_HEADERS])]
     value = None if h.get(SPOOL_TOMBSTONE) == "1" else bytes(e.body)
     return SpooledRecord(topic, value, key, part, ts, headers, float(h.get(SPOOL_AT, "0")))

@@ -246,7 +246,7 @@ async def _send_all(producer: Any, records: Iterable[tuple[str, Any, Any, Any, A
         for topic, value, key, part, headers, ts in records:
             futures.append(await producer.send(topic, value=value, key=key, partition=part,
                                                timestamp_ms=ts, headers=headers))
-    except BaseException as exc:
+    except Exception as exc:
         failure = exc
     results = await asyncio.gather(*futures, return_exceptions=True)
     if failure is not None:
@@ -331,6 +331,8 @@ class SpooledProducer:
     ``max_backoff``, ``key_serializer``, ``value_serializer``; ``executor`` for
     the channel's blocking calls. ``backlog`` and ``oldest_age`` tell how far
     delivery is behind; ``await flush(timeout)`` waits for it to catch up.
+    ``delivery_timeout``: a batch not acknowledged within it counts as failed
+    and is sent again (also when the producer is not started yet).
 
     At least once, per-partition order kept (aiokafka sends one batch per
     partition at a time): see :mod:`fchannel.integrations._producer` for when a
@@ -339,8 +341,14 @@ class SpooledProducer:
     def __init__(self, producer: Any, channel: Any, *, batch_size: int = 500,
                  send_timeout: float = 60.0, max_backoff: float = 2.0,
                  key_serializer: Any = None, value_serializer: Any = None,
-                 executor: Executor | None = None, require_acks_all: bool = True) -> None:
+                 executor: Executor | None = None, require_acks_all: bool = True,
+                 delivery_timeout: float = 120.0) -> None:
         check_producer_options(channel, batch_size, send_timeout, max_backoff)
+        if isinstance(delivery_timeout, bool) or not isinstance(delivery_timeout, (int, float)) \
+                or delivery_timeout <= 0:
+            raise ConfigError(f"delivery_timeout must be a positive number of seconds, got "
+                              f"{delivery_timeout!r}")
+        self.delivery_timeout = float(delivery_timeout)
         acks = _acks(producer)
         if require_acks_all and acks is not None and acks not in (-1, "all"):
             raise ConfigError(f"the AIOKafkaProducer has acks={acks!r}; use acks='all': the "
@@ -508,9 +516,9 @@ class SpooledProducer:
                 self._inflight = len(events)
                 if records:
                     self._oldest = records[0].spooled_at
-                    await _send_all(self.producer, [
+                    await asyncio.wait_for(_send_all(self.producer, [
                         (r.topic, r.value, r.key, r.partition, r.headers, r.timestamp_ms)
-                        for r in records])
+                        for r in records]), self.delivery_timeout)
         finally:
             self._inflight = 0
         self.stats["delivered"] += len(records)
