@@ -6,7 +6,7 @@
 - ``sent I`` each time ``send`` of record I returned (mode ``send``: records
   0..count-1, value ``b"I"``, key ``k<I % parts>``, partition ``I % parts``,
   a header ``n = I``; *pace* seconds between sends);
-- ``done B`` after ``flush()`` returned with backlog B (mode ``send`` after
+- ``done B failed_batches=F`` after ``flush()`` returned with backlog B (mode ``send`` after
   the last send; mode ``drain`` sends nothing and only flushes what the
   channel holds from an earlier run).
 """
@@ -66,7 +66,7 @@ def run_sync(client, bootstrap, topic, root, mode, count, parts, pace) -> None:
     if client == "kafka":
         producer.close(5)
     ch.close()
-    print(f"done {left}", flush=True)
+    print(f"done {left} failed_batches={sp.stats['failed_batches']}", flush=True)
 
 
 def run_aiokafka(bootstrap, topic, root, mode, count, parts, pace) -> None:
@@ -104,7 +104,7 @@ def run_aiokafka(bootstrap, topic, root, mode, count, parts, pace) -> None:
         await sp.stop(5)
         await producer.stop()
         ch.close()
-        print(f"done {left}", flush=True)
+        print(f"done {left} failed_batches={sp.stats['failed_batches']}", flush=True)
 
     asyncio.run(main())
 
