@@ -68,12 +68,15 @@ class Route:
     header (UTF-8; ``key_base64`` holds a key that was not UTF-8), the
     partition the *partition_header* header (an int) if set, else
     *default_partition* (None: the producer's partitioner). Event headers
-    become record headers (UTF-8 values) only when *forward_headers*."""
+    become record headers (UTF-8 values) only when *forward_headers*.
+    *render_topic*, a function of the event, makes the topic when the header
+    does not name one (the agent's ``%{header}`` escapes)."""
 
     def __init__(self, topic: str | None = None, *, allow_topic_override: bool = True,
                  topic_header: str = "topic", key_header: str | None = "key",
                  partition_header: str | None = None, forward_headers: bool = False,
-                 default_partition: int | None = None) -> None:
+                 default_partition: int | None = None,
+                 render_topic: Any = None) -> None:
         from fchannel.errors import ConfigError
         if topic is None and not allow_topic_override:
             raise ConfigError("give a topic, or allow the topic header to choose it")
@@ -89,6 +92,7 @@ class Route:
         self.partition_header = partition_header
         self.forward_headers = forward_headers
         self.default_partition = default_partition
+        self.render_topic = render_topic
 
     def __call__(self, e: Event) -> tuple[str, bytes | None, int | None,
                                           list[tuple[str, bytes]] | None]:
@@ -98,6 +102,11 @@ class Route:
         topic = self.topic
         if self.allow_topic_override and h.get(self.topic_header):
             topic = h[self.topic_header]
+        elif self.render_topic is not None:
+            topic = self.render_topic(e)
+            if not topic:
+                raise ConfigError(f"the topic {self.topic!r} is empty for an event with "
+                                  f"headers {dict(h)!r}")
         if not topic:
             raise ConfigError(f"event has no {self.topic_header!r} header and no "
                               "default topic is set")

@@ -426,7 +426,8 @@ class ProducerTarget:
                  allow_topic_override: bool = True, topic_header: str = "topic",
                  key_header: str | None = "key", partition_header: str | None = None,
                  forward_headers: bool = False, timeout: float = 30.0,
-                 require_acks_all: bool = True, default_partition: int | None = None) -> None:
+                 require_acks_all: bool = True, default_partition: int | None = None,
+                 render_topic: Callable[[Event], str] | None = None) -> None:
         acks = getattr(producer, "config", {}).get("acks")
         if require_acks_all and acks not in (-1, "all"):
             raise ConfigError(f"the KafkaProducer has acks={acks!r}; use acks='all' so a "
@@ -435,7 +436,7 @@ class ProducerTarget:
         self.route = Route(topic, allow_topic_override=allow_topic_override,
                            topic_header=topic_header, key_header=key_header,
                            partition_header=partition_header, forward_headers=forward_headers,
-                           default_partition=default_partition)
+                           default_partition=default_partition, render_topic=render_topic)
         self.timeout = timeout
 
     def __call__(self, events: Iterable[Event]) -> None:
