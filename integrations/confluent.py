@@ -102,8 +102,11 @@ class ConfluentSpooler:
         self._paused = False
         self._stop = threading.Event()
         if topics is not None or pattern is not None:
-            subs = list(topics) if topics is not None else \
-                [pattern if pattern.startswith("^") else "^" + pattern]  # type: ignore[union-attr]
+            if topics is not None:
+                subs = list(topics)
+            else:
+                assert pattern is not None
+                subs = [pattern if pattern.startswith("^") else "^" + pattern]
             consumer.subscribe(subs, on_assign=self._on_assign, on_revoke=self._on_revoke,
                                on_lost=self._on_lost)
         else:

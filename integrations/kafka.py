@@ -297,6 +297,7 @@ class KafkaSpooler:
                 return time.monotonic() >= self._retry_at
             if len(self._pending) >= self.batch_size:
                 return True
+            assert self._first_at is not None
             return time.monotonic() - self._first_at >= self.batch_duration
 
     def _add(self, records: Mapping[Any, list], moved: set, room: int) -> None:

@@ -224,6 +224,8 @@ class _InterceptingSpooler(KafkaSpooler):
     """A spooler that runs the source's interceptors on each record's event
     and counts like a Flume source."""
 
+    _pending: list[tuple[Any, Any, int]]
+
     def __init__(self, source: KafkaSource, *args: Any, **kw: Any) -> None:
         self._source = source
         super().__init__(*args, **kw)
@@ -238,7 +240,7 @@ class _InterceptingSpooler(KafkaSpooler):
         proc = self._source.channel_processor
         if proc is not None and proc.interceptors:
             with self._lock:
-                kept = []
+                kept: list[tuple[Any, Any, int]] = []
                 for tp, e, off in self._pending:
                     out = proc.intercept([e])
                     kept.append((tp, out[0] if out else None, off))
