@@ -110,8 +110,8 @@ class SyncSpooledProducer:
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
-        self.stats["sent"] += 1
         with self._cond:
+            self.stats["sent"] += 1
             self._cond.notify_all()
 
     # ---- state ------------------------------------------------------------------------

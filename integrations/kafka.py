@@ -25,6 +25,10 @@ callable or a ``KafkaProducer`` (every send acknowledged, see
 :class:`ProducerTarget`) and commits the take only after that succeeded; any
 error rolls the take back, so the events are delivered again later.
 
+:class:`SpooledProducer` wraps a ``KafkaProducer``: ``send()`` returns once
+the record is committed to a FileChannel, and a background thread delivers
+it (see docs/kafka.md).
+
 Offsets on assignment: the spooler positions a partition at the channel's
 mark, unless the group's committed offset is further on (another member of the
 group spooled the partition into its own channel meanwhile), in which case it
