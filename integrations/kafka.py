@@ -521,9 +521,10 @@ class SpooledProducer(SyncSpooledProducer):
                               "acks='all': the channel forgets a record once the broker "
                               "acknowledged it")
         if not cfg.get("enable_idempotence") and \
-                cfg.get("max_in_flight_requests_per_connection", 5) > 1 and cfg.get("retries"):
+                cfg.get("max_in_flight_requests_per_connection", 5) > 1:
             raise ConfigError(
-                "the KafkaProducer may reorder records on a retry: set enable_idempotence=True "
+                "the KafkaProducer may reorder records when a request fails: set "
+                "enable_idempotence=True "
                 "or max_in_flight_requests_per_connection=1 (now "
                 f"{cfg.get('max_in_flight_requests_per_connection')})")
         for name in ("key_serializer", "value_serializer"):
