@@ -269,6 +269,24 @@ def read_everything(bootstrap: str, topic: str, parts: int, want: set | None = N
         c.close()
 
 
+def settled(bootstrap: str, topic: str, parts: int, timeout: float = 15) -> None:
+    """Wait until the topic's end offsets stay the same for 0.3 s."""
+    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in range(parts)]
+        last = None
+        deadline = time.monotonic() + timeout
+        while True:
+            ends = c.end_offsets(tps)
+            if ends == last:
+                return
+            assert time.monotonic() < deadline, "the broker's end offsets kept moving"
+            last = ends
+            time.sleep(0.3)
+    finally:
+        c.close()
+
+
 def check_order(records_, parts):
     """Per partition, the first delivery of each record comes in send order."""
     for p in range(parts):
@@ -304,6 +322,7 @@ def test_broker_down_ten_seconds_mid_send_everything_delivered(client, tansu, tm
         child.expect("ready", 60)
         child.expect("sent 300", 60)
         os.kill(child.proc.pid, signal.SIGSTOP)
+        settled(tansu.bootstrap, topic, parts)   # a request still on the wire has landed
         before = read_everything(tansu.bootstrap, topic, parts)   # what broker 1 got
         tansu.kill()
         os.kill(child.proc.pid, signal.SIGCONT)
