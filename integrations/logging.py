@@ -290,7 +290,7 @@ class ChannelHandler(logging.Handler):
         with self._cond:
             return len(self._buf)
 
-    def flush(self, timeout: float | None = None) -> bool:
+    def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
         """Commit every record handed off before this call. Returns True when
         they are all in the channel; False after *timeout* seconds (default
         *close_timeout*) or if the channel failed (what is still pending stays
