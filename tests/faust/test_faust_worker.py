@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 
@@ -24,6 +23,7 @@ from fchannel.integrations.faust import MARK_PREFIX  # noqa: E402
 
 from fchannel import FileChannel  # noqa: E402
 from tests.helpers import ROOT  # noqa: E402
+from tests.kafka_producer import Producer  # noqa: E402
 
 pytestmark = pytest.mark.crash
 
@@ -118,63 +118,6 @@ class Worker:
                 return b"\n".join(f.read().splitlines()[-n:]).decode(errors="replace")
         except OSError:
             return "(no log)"
-
-
-class Producer(threading.Thread):
-    """Produce *n* values ``m<i>`` to partition ``i % partitions`` at about
-    *rate* messages per second (acks=all), in the background; after *hold*
-    messages it waits for :meth:`release`, so whatever the test does before
-    releasing happens mid-stream however slow the machine is."""
-
-    def __init__(self, kafka, topic: str, n: int, partitions: int, rate: float,
-                 hold: int) -> None:
-        super().__init__(daemon=True)
-        self.kafka, self.topic, self.n, self.partitions, self.rate = \
-            kafka, topic, n, partitions, rate
-        self.hold = hold
-        self._released = threading.Event()
-        self.sent = 0
-        self.error: BaseException | None = None
-
-    def release(self) -> None:
-        self._released.set()
-
-    def run(self) -> None:
-        from kafka import KafkaProducer
-        try:
-            p = KafkaProducer(bootstrap_servers=self.kafka.bootstrap, acks="all")
-            try:
-                start = time.monotonic()
-                chunk = 20
-                for first in range(0, self.n, chunk):
-                    futures = [p.send(self.topic, value=b"m%d" % i, partition=i % self.partitions)
-                               for i in range(first, min(first + chunk, self.n))]
-                    p.flush(30)
-                    for f in futures:
-                        f.get(30)
-                    self.sent = min(first + chunk, self.n)
-                    if self.sent >= self.hold and not self._released.is_set():
-                        if not self._released.wait(120):
-                            raise TimeoutError("the test never released the producer")
-                        start = time.monotonic() - self.sent / self.rate
-                    ahead = start + self.sent / self.rate - time.monotonic()
-                    if ahead > 0:
-                        time.sleep(ahead)
-            finally:
-                p.close()
-        except BaseException as exc:   # reported by the test
-            self.error = exc
-
-    def expected(self) -> set[tuple[int, int]]:
-        """(partition, offset) of every message (offsets count from 0 per partition)."""
-        return {(p, o) for p in range(self.partitions)
-                for o in range(len(range(p, self.n, self.partitions)))}
-
-    def finish(self, timeout: float = 60.0) -> None:
-        self.join(timeout)
-        assert not self.is_alive(), "producer did not finish"
-        if self.error:
-            raise self.error
 
 
 def _channel_state(datadir) -> tuple[int, int]:
