@@ -19,9 +19,12 @@ the channel holds every record once::
     sdf.sink(FileChannelSink(channel))
     app.run()
 
-When the channel has no room the sink raises Quix's ``SinkBackpressureError``
-with a retry delay: the app pauses its partitions, seeks back to the
-checkpoint's first offsets and tries again later. Nothing is dropped.
+When the channel has no room for the whole checkpoint, the sink stores what
+fits (with its marks) and raises Quix's ``SinkBackpressureError`` with a
+retry delay: the app pauses its partitions, seeks back to the checkpoint's
+first offsets and tries again later; the replayed records that were stored
+are dropped by the marks, the others are stored as room appears. Nothing is
+lost, and a checkpoint larger than the channel's free room still advances.
 
 :class:`FileChannelSource` is a Quix ``Source`` that feeds an app from a
 channel: it takes a batch in a transaction, produces every event to the
@@ -103,7 +106,9 @@ class FileChannelSink(BatchingSink):
     ``partition``, ``offset``, ``timestamp`` (ms) and ``key``.  A checkpoint
     larger than the channel's ``transaction_capacity`` is written in several
     transactions, each with the marks of what it holds (never splitting the
-    records of one source offset), so it is exactly once all the same.
+    records of one source offset), so it is exactly once all the same. With
+    *dedupe* off a checkpoint is stored whole or not at all, so it must fit
+    in the channel's free room.
     Counters: :attr:`stored`, :attr:`duplicates`, :attr:`transactions`,
     :attr:`backpressured`.
     """
@@ -167,48 +172,66 @@ class FileChannelSink(BatchingSink):
                             topic_header=self.topic_header,
                             value_hint="give FileChannelSink a value_serializer returning bytes")
 
+    def _groups(self, batch: SinkBatch, below: int) -> list[tuple[int, list[Event]]]:
+        """The batch's records at or above offset *below*, as (offset, events)
+        groups in order (an expanding dataframe sinks several per offset)."""
+        groups: list[tuple[int, list[Event]]] = []
+        cap = int(self.channel.transaction_capacity)
+        for item in batch:
+            if self.dedupe and item.offset < below:
+                self.duplicates += 1
+                continue
+            if not groups or groups[-1][0] != item.offset:
+                groups.append((item.offset, []))
+            groups[-1][1].append(self._event(batch, item))
+            if len(groups[-1][1]) > cap:
+                raise ChannelError(
+                    f"FileChannelSink: offset {item.offset} of {batch.topic}/{batch.partition} "
+                    f"produced more records than the channel's transaction_capacity={cap}")
+        return groups
+
     def _store(self, batches: Sequence[SinkBatch]) -> None:
         marks: Mapping[str, int] = self.channel.marks if self.dedupe else {}
         cap = int(self.channel.transaction_capacity)
-        # groups of events of one source offset, in order, with the mark they advance
-        chunks: list[tuple[list[Event], dict[str, int]]] = []
-        events: list[Event] = []
-        new: dict[str, int] = {}
-        dups = 0
+        per_tp = []
         for batch in batches:
             mk = self.mark(batch.topic, batch.partition)
-            below = marks.get(mk, -1)
-            group: list[Event] = []
-            group_offset = None
-            for item in [*batch, None]:
-                if item is not None and self.dedupe and item.offset < below:
-                    dups += 1
-                    continue
-                if group and (item is None or item.offset != group_offset):
-                    if len(group) > cap:
-                        raise ChannelError(
-                            f"FileChannelSink: offset {group_offset} of {batch.topic}/"
-                            f"{batch.partition} produced {len(group)} records, more than the "
-                            f"channel's transaction_capacity={cap}")
-                    if len(events) + len(group) > cap:
-                        chunks.append((events, new))
-                        events, new = [], {}
-                    events.extend(group)
-                    assert group_offset is not None
-                    new[mk] = group_offset + 1
-                    group = []
-                if item is not None:
-                    group_offset = item.offset
-                    group.append(self._event(batch, item))
-        if events:
-            chunks.append((events, new))
-        self.duplicates += dups
-        if not chunks:
+            groups = self._groups(batch, marks.get(mk, -1))
+            if groups:
+                per_tp.append((mk, groups))
+        if not per_tp:
             return
-        total = sum(len(evs) for evs, _ in chunks)
-        if self.channel.remaining < total:
-            self._backpressure(f"{self.channel.remaining} free slots for {total} events")
+        total = sum(len(evs) for _, groups in per_tp for _, evs in groups)
+        room = self.channel.remaining
+        if room < total and not self.dedupe:
+            self._backpressure(f"{room} free slots for {total} events")
+        if room < total:
+            # store what fits, taking offsets from the partitions in turn; the
+            # marks make Quix's replay of the checkpoint drop that part, so a
+            # checkpoint larger than the free room still makes progress
+            chosen = [0] * len(per_tp)
+            used = 0
+            progress = True
+            while progress:
+                progress = False
+                for i, (_, groups) in enumerate(per_tp):
+                    if chosen[i] < len(groups) and used + len(groups[chosen[i]][1]) <= room:
+                        used += len(groups[chosen[i]][1])
+                        chosen[i] += 1
+                        progress = True
+            per_tp = [(mk, groups[:k]) for (mk, groups), k in zip(per_tp, chosen) if k]
+        # consecutive transactions of at most `cap` events, never splitting an offset
+        chunks: list[tuple[list[Event], dict[str, int]]] = [([], {})]
+        for mk, groups in per_tp:
+            for offset, evs in groups:
+                if len(chunks[-1][0]) + len(evs) > cap:
+                    chunks.append(([], {}))
+                chunks[-1][0].extend(evs)
+                chunks[-1][1][mk] = offset + 1
+        stored = 0
         for evs, mks in chunks:
+            if not evs:
+                continue
             try:
                 with self.channel.transaction() as tx:
                     tx.put_batch(evs)
@@ -219,6 +242,10 @@ class FileChannelSink(BatchingSink):
                 self._backpressure(str(exc))
             self.transactions += 1
             self.stored += len(evs)
+            stored += len(evs)
+        if stored < total:
+            self._backpressure(f"stored {stored} of {total} events, "
+                               f"{self.channel.remaining} free slots left")
 
     def _backpressure(self, why: str) -> None:
         self.backpressured += 1
@@ -235,7 +262,8 @@ class FileChannelSource(Source):
     - *checkpoint_dir*, *data_dirs*, *channel_options*: the channel, opened in
       the source's process as ``FileChannel(checkpoint_dir, data_dirs,
       **channel_options)``.
-    - *batch_size*: events per take transaction; *idle*: seconds between
+    - *batch_size*: events per take transaction (at most the channel's
+      ``transaction_capacity``); *idle*: seconds between
       polls of an empty channel; *flush_timeout*: how long the producer may
       take to deliver a batch before the take is rolled back and retried
       (after *backoff* seconds, doubled up to 30 s).
@@ -260,10 +288,6 @@ class FileChannelSource(Source):
         self.checkpoint_dir = checkpoint_dir
         self.data_dirs = data_dirs
         self.channel_options = dict(channel_options or {})
-        tc = self.channel_options.get("transaction_capacity", 10_000)
-        if isinstance(tc, int) and batch_size > tc:
-            raise ConfigError(f"FileChannelSource: batch_size={batch_size} exceeds the "
-                              f"channel's transaction_capacity={tc}")
         self.batch_size = batch_size
         self.copy_headers = copy_headers
         self.delivered = 0
@@ -318,7 +342,7 @@ class FileChannelSource(Source):
         tx = channel.transaction()
         tx.begin()
         try:
-            events = tx.take_batch(self.batch_size)
+            events = tx.take_batch(min(self.batch_size, channel.transaction_capacity))
             for e in events:
                 self.produce(**self._message(e))
             if events:

@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[test,agent,s3,hdfs,formats,faust]'
+.venv/bin/python -m pip install -q -e '.[test,agent,s3,hdfs,formats,faust,quix]'
 export FCHANNEL_REQUIRE_EXTENSIONS=1
 .venv/bin/python -c 'import fchannel; assert fchannel.COMPILED, "compiled modules not loaded"'
 echo "== lint (ruff) and types (mypy)"
