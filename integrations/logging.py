@@ -176,9 +176,9 @@ class ChannelHandler(logging.Handler):
 
         self._cond = threading.Condition(threading.Lock())
         self._buf: collections.deque[Event] = collections.deque()
+        self._arrived: collections.deque[float] = collections.deque()   # per pending record
         self._seq = 0                 # records handed off so far
         self._done = 0                # records committed (or given up) so far
-        self._first_at: float | None = None   # when the oldest pending record arrived
         self._urgent = 0              # highest record a flush() waits for
         self._first_lost: int | None = None   # first handed-off record given up
         self._closing = False
@@ -238,9 +238,8 @@ class ChannelHandler(logging.Handler):
                         "the channel is full or failing")
                 self._drop(1, "the hand-off is full (the channel is full or failing)")
                 return
-            if not self._buf:
-                self._first_at = time.monotonic()
             self._buf.append(event)
+            self._arrived.append(time.monotonic())
             self._seq += 1
             if len(self._buf) >= self.batch_size:
                 self._cond.notify_all()
@@ -267,8 +266,8 @@ class ChannelHandler(logging.Handler):
         if self._first_lost is None:
             self._first_lost = self._done + 1
         self._buf.clear()
+        self._arrived.clear()
         self._done = self._seq
-        self._first_at = None
         self._last_warn = 0.0
         self._drop(n, why)
         self._cond.notify_all()
@@ -347,8 +346,7 @@ class ChannelHandler(logging.Handler):
                     if len(self._buf) >= self.batch_size or self._closing or \
                             self._urgent > self._done:
                         break
-                    assert self._first_at is not None
-                    wait = self._first_at + self.flush_interval - time.monotonic()
+                    wait = self._arrived[0] + self.flush_interval - time.monotonic()
                     if wait <= 0:
                         break
                     self._cond.wait(wait)
@@ -381,9 +379,9 @@ class ChannelHandler(logging.Handler):
             with self._cond:
                 for _ in range(len(batch)):
                     self._buf.popleft()
+                    self._arrived.popleft()
                 self._done += len(batch)
                 self.committed += len(batch)
-                self._first_at = time.monotonic() if self._buf else None
                 self._cond.notify_all()
 
     def __repr__(self) -> str:
