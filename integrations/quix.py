@@ -158,10 +158,10 @@ class FileChannelSink(BatchingSink):
     def flush(self) -> None:
         """Store every batch of the checkpoint in one transaction (or, past
         ``transaction_capacity``, consecutive ones) with its marks."""
-        try:
-            self._store(list(self._batches.values()))
-        finally:
-            self._batches.clear()
+        # take the batches out first: on a revocation Quix may run this flush
+        # in a thread it then abandons, while the app goes on adding records
+        batches, self._batches = self._batches, {}
+        self._store(list(batches.values()))
 
     def _event(self, batch: SinkBatch, item: Any) -> Event:
         key = None if item.key is None else self._key(item.key)
