@@ -36,7 +36,6 @@ from typing import Any
 
 import fchannel
 from fchannel import Event, MemoryChannel
-from fchannel.bench import file_channel_class
 
 _LEN = struct.Struct("<I")
 _OFF = struct.Struct("<Q")
@@ -324,8 +323,7 @@ class FileChannelAdapter(_ChannelAdapter):
     name = "fchannel FileChannel"
 
     def open(self, path, durable, capacity, batch):
-        cls = file_channel_class()
-        self._ch = cls(os.path.join(path, "checkpoint"), [os.path.join(path, "data")],
+        self._ch = fchannel.FileChannel(os.path.join(path, "checkpoint"), [os.path.join(path, "data")],
                        capacity=capacity, transaction_capacity=max(batch, 1),
                        fsync_per_transaction=durable)
 
@@ -340,17 +338,14 @@ def all_adapters() -> dict[str, Callable[[], Adapter]]:
         "sqlite": SqliteWal,
         "lmdb": LmdbQueue,
         "memory": MemoryChannelAdapter,
+        "file": FileChannelAdapter,
     }
-    if file_channel_class() is not None:
-        out["file"] = FileChannelAdapter
     return out
 
 
 def available(key: str) -> str | None:
     """None when the adapter can run here, else why not."""
     mods = {"persist-queue": "persistqueue", "diskcache": "diskcache", "lmdb": "lmdb"}
-    if key == "file" and file_channel_class() is None:
-        return "FileChannel not available in this build"
     mod = mods.get(key)
     if mod:
         try:

@@ -22,7 +22,7 @@ from typing import Any
 import fchannel
 from benchmarks import report, workloads
 from benchmarks.queues import all_adapters, available
-from fchannel.bench import file_channel_class, machine_info
+from fchannel.bench import machine_info
 
 NAMES = {
     "raw-sync": "raw write+fdatasync (baseline)",
@@ -170,9 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": date, "scale": scale, "repeats": args.repeats,
         "command": _command(argv if argv is not None else sys.argv[1:]),
         "note": args.note,
-        "limits": _text(args.limits) if args.limits else "" if file_channel_class() else
-        "FileChannel was not available in this build, so the FileChannel rows, the targets "
-        "and workloads (e)-(g) are not measured in this file.",
+        "limits": _text(args.limits) if args.limits else "",
     })
     md = _write(res, args.out, stem, not args.no_plot)
     _log(f"wrote {md}")
@@ -228,28 +226,18 @@ def _run(args: argparse.Namespace, scale: float, wanted: list[str], wl: list[str
             rows[q] = workloads._read_json_line(p, 7200)
             p.wait()
         res["throughput"][key] = rows
-    fc = file_channel_class() is not None
     if "e" in wl:
-        if fc:
-            n = max(1000, int(workloads.E_EVENTS * scale))
-            _log(f"(e) open after SIGKILL, {n:,} events")
-            res["e"] = workloads.run_open_after_kill(n, args.repeats, work)
-        else:
-            res["e"] = {"skipped": "FileChannel not available in this build"}
+        n = max(1000, int(workloads.E_EVENTS * scale))
+        _log(f"(e) open after SIGKILL, {n:,} events")
+        res["e"] = workloads.run_open_after_kill(n, args.repeats, work)
     if "f" in wl:
-        if fc:
-            n = max(1000, int(workloads.F_EVENTS * scale))
-            _log(f"(f) checkpoint pause, {n:,} queued")
-            res["f"] = workloads.run_checkpoint_pause(n, max(3, args.repeats), work)
-        else:
-            res["f"] = {"skipped": "FileChannel not available in this build"}
+        n = max(1000, int(workloads.F_EVENTS * scale))
+        _log(f"(f) checkpoint pause, {n:,} queued")
+        res["f"] = workloads.run_checkpoint_pause(n, max(3, args.repeats), work)
     if "g" in wl:
-        if fc:
-            n = max(1000, int(workloads.G_EVENTS * scale))
-            _log(f"(g) resident memory, {n:,} events")
-            res["g"] = workloads.run_rss_per_event(n, work)
-        else:
-            res["g"] = {"skipped": "FileChannel not available in this build"}
+        n = max(1000, int(workloads.G_EVENTS * scale))
+        _log(f"(g) resident memory, {n:,} events")
+        res["g"] = workloads.run_rss_per_event(n, work)
     res["meta"]["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     res["meta"]["load_end"] = "%.2f %.2f %.2f" % os.getloadavg()
     res["meta"]["fchannel_compiled"] = fchannel.COMPILED

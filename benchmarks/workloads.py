@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.queues import Adapter
-from fchannel.bench import file_channel_class, summarize
+from fchannel import FileChannel
+from fchannel.bench import summarize
 
 
 @dataclass(frozen=True)
@@ -273,7 +274,7 @@ def run_checkpoint_pause(n: int, checkpoints: int, base_dir: str) -> dict[str, A
     """(f): fill n events (no checkpoint yet), then a producer commits batches of
     100 with fsync while the main thread forces ``checkpoints`` checkpoints; the
     pause is the longest producer transaction overlapping a checkpoint."""
-    cls = file_channel_class()
+    cls = FileChannel
     root = tempfile.mkdtemp(prefix="wf-", dir=base_dir)
     try:
         args, kw = _fc_args(root, n + 2_000_000, fsync_per_transaction=True)
@@ -382,10 +383,7 @@ def worker_main(argv: list[str]) -> int:
                 for _ in range(spec["repeats"])]
         print(json.dumps(aggregate(runs, w.size)), flush=True)
         return 0
-    cls = file_channel_class()
-    if cls is None:
-        print(json.dumps({"error": "FileChannel not available in this build"}), flush=True)
-        return 2
+    cls = FileChannel
     n = spec["events"]
     if task == "fill":
         args, kw = _fc_args(spec["root"], n + 1024, fsync_per_transaction=True)

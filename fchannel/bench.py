@@ -35,15 +35,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import fchannel
-from fchannel import Event, MemoryChannel
-
-NOT_AVAILABLE = "FileChannel not available in this build"
-
-
-def file_channel_class() -> Any:
-    """The FileChannel class, or None when this build has none."""
-    return getattr(fchannel, "FileChannel", None)
-
+from fchannel import Event, FileChannel, MemoryChannel
 
 # ---- statistics --------------------------------------------------------------
 
@@ -196,11 +188,8 @@ def _open_channel(cfg: BenchConfig, root: str) -> Any:
     if cfg.channel == "memory":
         return MemoryChannel(capacity=capacity, transaction_capacity=cfg.batch_size,
                              keep_alive=0)
-    cls = file_channel_class()
-    if cls is None:
-        raise RuntimeError(NOT_AVAILABLE)
     data_dirs = [os.path.join(root, f"data-{i}") for i in range(cfg.data_dirs)]
-    return cls(os.path.join(root, "checkpoint"), data_dirs,
+    return FileChannel(os.path.join(root, "checkpoint"), data_dirs,
                capacity=capacity, transaction_capacity=cfg.batch_size,
                checkpoint_interval=cfg.checkpoint_interval,
                fsync_per_transaction=cfg.fsync == "transaction",
@@ -314,8 +303,6 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     rest is JSON-ready.
     """
     cfg.check()
-    if cfg.channel == "file" and file_channel_class() is None:
-        raise RuntimeError(NOT_AVAILABLE)
     os.makedirs(cfg.directory, exist_ok=True)
     root = tempfile.mkdtemp(prefix="fchannel-bench-", dir=cfg.directory)
     result: dict[str, Any] = {
@@ -438,33 +425,108 @@ def format_table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_plot(r: dict[str, Any], path: str) -> None:
-    """Latency by percentile for puts and takes, throughput in the title."""
+#: the percentiles marked on the latency plot
+MARKED_PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+
+
+def tail_position(q: float) -> float:
+    """Where percentile *q* (0 <= q < 100) sits on the plot's tail axis:
+    -log10(1 - q/100), so p50, p90, p99 and p99.9 are evenly spaced (0.3, 1, 2, 3)."""
+    import math
+    return -math.log10(1.0 - q / 100.0)
+
+
+def tail_curve(samples: Sequence[float]) -> tuple[list[float], list[float]]:
+    """(x, latency) of every sample sorted, x on the tail axis: the i-th of n
+    sorted samples is at percentile 100*i/n."""
+    s = sorted(samples)
+    n = len(s)
+    return [tail_position(100.0 * i / n) for i in range(n)], list(s)
+
+
+def marked_percentiles(count: int) -> list[float]:
+    """The marked percentiles that *count* samples resolve (p99.9 needs 1,000)."""
+    return [q for q in MARKED_PERCENTILES if count * (1.0 - q / 100.0) >= 1.0 - 1e-9]
+
+
+def _ms_label(v: float, _pos: Any = None) -> str:
+    return f"{v:g}" if v >= 0.01 else f"{v:.0e}"
+
+
+def plot_title(r: dict[str, Any]) -> str:
+    cfg = r["config"]
+    disk = ("fsync per transaction" if cfg["fsync"] == "transaction"
+            else f"fsync every {cfg['fsync_interval']:g} s") if r["channel"] == "file" \
+        else "in memory"
+    return (f"fchannel bench: {r['channel']} channel ({r['implementation']}), "
+            f"{cfg['events']:,} events x {cfg['event_size']} B\n"
+            f"batch {cfg['batch_size']}, {cfg['producers']} producer(s), "
+            f"{cfg['consumers']} consumer(s), {disk}"
+            + (", concurrent" if cfg["concurrent"] else ""))
+
+
+def write_plot(r: dict[str, Any], path: str) -> dict[str, Any]:
+    """Transaction latency by percentile for puts and takes.
+
+    The x axis is the tail axis of :func:`tail_position` (p50, p90, p99,
+    p99.9 evenly spaced, as in latency histograms), the y axis latency in ms
+    on a log scale with 1-2-5 ticks; each curve marks and labels its p50,
+    p90, p99 and p99.9 (those its sample count resolves), the legend gives
+    the rates and the title the event count and settings.  Returns what was
+    drawn (title, marks per phase) for tests and callers.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for phase in ("put", "take"):
-        s = sorted(r["_samples"][phase])
-        if not s:
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    drawn: dict[str, Any] = {"title": plot_title(r), "marks": {}}
+    top = 0.0
+    for phase, color in (("put", "tab:blue"), ("take", "tab:orange")):
+        samples = r["_samples"][phase]
+        if not samples:
             continue
-        xs = [100.0 * (i + 1) / len(s) for i in range(len(s))]
-        ax.plot(xs, [v * 1e3 for v in s],
-                label=f"{phase}: {r[phase]['events_per_s']:,.0f} ev/s, "
-                      f"{r[phase]['mb_per_s']:.1f} MB/s")
-    ax.set_xlabel("percentile of transactions")
-    ax.set_ylabel("transaction latency (ms)")
+        xs, ys = tail_curve(samples)
+        ys_ms = [v * 1e3 for v in ys]
+        top = max(top, xs[-1])
+        ax.step(xs, ys_ms, where="post", color=color, linewidth=1.4,
+                label=f"{phase}: {r[phase]['events_per_s']:,.0f} events/s, "
+                      f"{r[phase]['mb_per_s']:.1f} MB/s, {len(samples):,} transactions")
+        s = sorted(samples)
+        marks = {}
+        for q in marked_percentiles(len(s)):
+            v = percentile(s, q) * 1e3
+            x = tail_position(q)
+            marks[q] = v
+            ax.plot([x], [v], "o", color=color, markersize=5)
+            ax.annotate(f"{v:.3g} ms", (x, v), textcoords="offset points",
+                        xytext=(4, 6 if phase == "put" else -12), fontsize=8, color=color)
+        drawn["marks"][phase] = marks
+    ticks = [0.0] + [tail_position(q) for q in MARKED_PERCENTILES]
+    labels = ["p0", "p50", "p90", "p99", "p99.9"]
+    q, more = 99.99, 4
+    while tail_position(q) <= top + 1e-9:       # finer ticks when there are enough samples
+        ticks.append(tail_position(q))
+        labels.append(f"p{q:g}")
+        more += 1
+        q = 100.0 - 10.0 ** (2 - more)
+    ax.set_xticks(ticks)
+    ax.set_xticklabels(labels)
+    ax.set_xlim(0, max(top, tail_position(90.0)) * 1.02)
+    ax.set_xlabel("percentile of transactions (tail axis: each step is 10x rarer)")
     ax.set_yscale("log")
-    cfg = r["config"]
-    ax.set_title(f"fchannel bench: {r['channel']} ({r['implementation']}), "
-                 f"{cfg['event_size']} B x batch {cfg['batch_size']}"
-                 + (f", fsync per {cfg['fsync']}" if r["channel"] == "file" else ""))
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(_ms_label))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_ylabel("transaction latency, ms (begin to commit return)")
+    ax.set_title(drawn["title"], fontsize=11)
+    ax.grid(True, which="major", alpha=0.35)
+    ax.legend(loc="upper left", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
+    return drawn
 
 
 # ---- the subcommand ------------------------------------------------------------------
@@ -517,9 +579,6 @@ def main(args: argparse.Namespace) -> int:
         cfg.check()
     except ValueError as exc:
         print(f"fchannel bench: {exc}", file=sys.stderr)
-        return 2
-    if cfg.channel == "file" and file_channel_class() is None:
-        print(f"fchannel bench: {NOT_AVAILABLE}; try --channel memory", file=sys.stderr)
         return 2
     if args.plot:
         try:

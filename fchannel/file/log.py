@@ -7,8 +7,6 @@ pread, fdatasync with the GIL released) are in the codec selected by
 """
 from __future__ import annotations
 
-import errno
-import json
 import logging
 import mmap
 import os
@@ -20,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from fchannel._compat import codec, queue
-from fchannel.errors import ChannelError, ChannelFullError, CorruptionError
+from fchannel.errors import NO_SPACE, ChannelError, ChannelFullError, CorruptionError, from_os_error
 from fchannel.file import fchannel_pb2 as pb
 from fchannel.file import format as F
 
@@ -103,56 +101,6 @@ def decode_log_header(data: bytes, path: str = "log") -> tuple[int, int]:
     if version != F.LOG_VERSION:
         raise CorruptionError(f"{path}: unsupported log version {version}")
     return file_id, created
-
-
-# ---- the GC journal ------------------------------------------------------------------
-def write_gc_journal(checkpoint_dir: str, file_ids: Iterable[int]) -> None:
-    """Name, durably, the logs about to be deleted together."""
-    path = os.path.join(checkpoint_dir, F.GC_JOURNAL_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="ascii") as f:
-        json.dump({"delete": sorted(file_ids)}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(checkpoint_dir)
-
-
-def clear_gc_journal(checkpoint_dir: str) -> None:
-    try:
-        os.unlink(os.path.join(checkpoint_dir, F.GC_JOURNAL_FILE))
-    except FileNotFoundError:
-        pass
-
-
-def finish_gc(checkpoint_dir: str, data_dirs: list[str], name: str) -> list[int]:
-    """Delete the logs (and their .meta) of a deletion a kill interrupted;
-    returns their ids.  A journal that cannot be read is dropped: it is
-    written whole (tmp + rename), so that is not a half-done deletion."""
-    path = os.path.join(checkpoint_dir, F.GC_JOURNAL_FILE)
-    if not os.path.exists(path):
-        return []
-    try:
-        with open(path, encoding="ascii") as f:
-            ids = [int(i) for i in json.load(f)["delete"]]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("%s: ignoring unreadable %s: %s", name, path, exc)
-        ids = []
-    wanted = set(ids)
-    for fid, _di, lpath in list_logs(data_dirs):
-        if fid in wanted:
-            for p in (lpath + F.META_SUFFIX, lpath):
-                try:
-                    os.unlink(p)
-                except FileNotFoundError:
-                    pass
-    if ids:
-        for d in data_dirs:
-            fsync_dir(d)
-        log.info("%s: finished deleting %d log file(s) a stop interrupted: %s", name,
-                 len(ids), ", ".join(f"log-{i}" for i in ids))
-    clear_gc_journal(checkpoint_dir)
-    return ids
 
 
 def log_path(data_dir: str, file_id: int) -> str:
@@ -251,6 +199,8 @@ class Log:
         self._readers_lock = threading.Lock()
         self.bytes_written = 0
         self.syncs = 0
+        #: the first failed fdatasync (see _fdatasync)
+        self.sync_failed: ChannelError | None = None
 
     # ---- opening --------------------------------------------------------------
     def start_writers(self) -> None:
@@ -282,15 +232,15 @@ class Log:
                     os.unlink(path)
                 except OSError:
                     pass
-            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise ChannelFullError(
-                    f"channel {self.name!r}: no space left in {self.data_dirs[i]!r} for a new "
-                    f"log file ({exc.strerror}); nothing committed was lost") from exc
+            if isinstance(exc, OSError):
+                where = (f"in {self.data_dirs[i]!r} for a new log file" if exc.errno in NO_SPACE
+                         else f"creating {path}")
+                raise from_os_error(exc, self.name, where) from exc
             raise
         self.next_file_id += 1
         old = self.writers[i]
         if old is not None:
-            codec.fdatasync(old.fd)
+            self._fdatasync(old.fd, old.info.path)
             old.info.closed = True
             try:
                 old.info.write_meta()
@@ -334,6 +284,7 @@ class Log:
         offset)``; the last two say how far the last file must be synced.
         Caller holds ``self.lock``.
         """
+        self._check_synced()
         first = self.next_woid
         nxt = codec.finalize(buf, 0, first)
         self.next_woid = nxt
@@ -407,26 +358,40 @@ class Log:
                 os.ftruncate(w.fd, w.offset)
             except OSError:
                 pass
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise ChannelFullError(
-                    f"channel {self.name!r}: no space left in {self.data_dirs[w.info.dir_index]!r} "
-                    f"({exc.strerror}); nothing committed was lost") from exc
-            raise ChannelError(f"channel {self.name!r}: write to {w.info.path} failed: {exc}") from exc
+            where = (f"in {self.data_dirs[w.info.dir_index]!r}" if exc.errno in NO_SPACE
+                     else f"writing {w.info.path}")
+            raise from_os_error(exc, self.name, where) from exc
         w.offset += len(data)
         self.bytes_written += len(data)
 
     # ---- syncing -------------------------------------------------------------------
+    def _fdatasync(self, fd: int, path: str) -> None:
+        """fdatasync; a failure is remembered for good: after it, no later
+        sync can prove that what was written before reached the disk."""
+        try:
+            codec.fdatasync(fd)
+        except OSError as exc:
+            if self.sync_failed is None:
+                self.sync_failed = from_os_error(exc, self.name, f"syncing {path}")
+            raise self.sync_failed from exc
+
+    def _check_synced(self) -> None:
+        if self.sync_failed is not None:
+            raise self.sync_failed
+
     def sync(self, file_id: int, offset: int, others: bool = False) -> None:
         """Return once ``file_id`` is on disk up to *offset*.  Concurrent callers
         share one fdatasync (group commit); *others* says other commits are in
         flight, worth letting write first so the same fdatasync covers them."""
+        self._check_synced()
         for w in self.writers:
             if w is not None and w.info.file_id == file_id:
                 break
         else:
-            return  # rolled: synced when it was closed
+            return  # rolled: synced when it was closed (or sync_failed is set)
         with w.cond:
             while w.synced < offset:
+                self._check_synced()
                 if w.syncing:
                     w.cond.wait()
                     continue
@@ -438,7 +403,7 @@ class Log:
                         # one fdatasync covers them too
                         time.sleep(0)
                     target = w.offset
-                    codec.fdatasync(w.fd)
+                    self._fdatasync(w.fd, w.info.path)
                     self.syncs += 1
                 finally:
                     w.cond.acquire()
@@ -503,8 +468,9 @@ class Log:
                 finally:
                     data.close()
                 if not damage:
-                    targets = {recs[k + 4] >> 32 for k in range(0, len(recs), 5)
-                               if recs[k] == F.REC_TAKE}
+                    targets = {recs[k + F.REC_AUX] >> 32
+                               for k in range(0, len(recs), F.REC_FIELDS)
+                               if recs[k + F.REC_TYPE] == F.REC_TAKE}
             except (OSError, ValueError):   # ValueError: an empty file cannot be mapped
                 pass
             info.take_targets = targets
@@ -535,10 +501,11 @@ class Log:
                 if w is None:
                     continue
                 try:
-                    codec.fdatasync(w.fd)
-                    w.info.closed = True
-                    w.info.write_meta()
-                except OSError as exc:
+                    if self.sync_failed is None:   # else the .meta would vouch for lost records
+                        self._fdatasync(w.fd, w.info.path)
+                        w.info.closed = True
+                        w.info.write_meta()
+                except (OSError, ChannelError) as exc:
                     log.warning("%s: closing %s: %s", self.name, w.info.path, exc)
                 os.close(w.fd)
                 self.writers[i] = None

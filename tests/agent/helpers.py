@@ -25,15 +25,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def has_file_channel() -> bool:
-    import fchannel
-    return hasattr(fchannel, "FileChannel")
-
-
-needs_file_channel = pytest.mark.skipif(not has_file_channel(),
-                                        reason="fchannel.FileChannel is not merged yet")
-
-
 class AgentProcess:
     """A ``fchannel agent`` subprocess with its stderr in a file."""
 

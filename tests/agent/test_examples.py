@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent.helpers import EXAMPLES, free_port, needs_file_channel, send_lines, write_conf
+from tests.agent.helpers import EXAMPLES, free_port, send_lines, write_conf
 from tests.conftest import wait_for
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -85,7 +85,6 @@ def _spooldir_example(agents, tmp_path: Path, text: str) -> None:
         assert mine == [f"file {f} line {i}" for i in range(250)]
 
 
-@needs_file_channel
 def test_spooldir_to_file_roll_example(agents, tmp_path):
     _spooldir_example(agents, tmp_path, example("spooldir-to-file-roll.properties"))
 

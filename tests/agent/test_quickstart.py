@@ -7,7 +7,6 @@ from tests.agent.helpers import (
     EXAMPLES,
     free_port,
     http_get_json,
-    needs_file_channel,
     quickstart_text,
     send_lines,
     write_conf,
@@ -39,7 +38,6 @@ def test_quickstart_memory_variant_logs_lines_and_exits_0_on_sigterm(agents, tmp
     _run_quickstart(agents, tmp_path, memory=True)
 
 
-@needs_file_channel
 def test_quickstart_example_with_file_channel(agents, tmp_path):
     _run_quickstart(agents, tmp_path, memory=False)
     assert (tmp_path / "quickstart-data" / "checkpoint").is_dir()

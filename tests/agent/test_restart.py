@@ -20,7 +20,7 @@ from fchannel.agent.properties import Context
 from fchannel.agent.selectors import ReplicatingSelector
 from fchannel.sources.spooldir import SpoolDirectorySource
 from fchannel.sources.taildir import TaildirSource
-from tests.agent.helpers import has_file_channel, write_conf
+from tests.agent.helpers import write_conf
 from tests.agent.test_examples import lines_in
 from tests.conftest import wait_for
 
@@ -187,11 +187,7 @@ a1.sinks.k1.sink.rollInterval = 0
 a1.sinks.k1.sink.batchSize = 5
 """
 
-channel_kinds = pytest.mark.parametrize("kind", [
-    "sqlite",
-    pytest.param("file", marks=pytest.mark.skipif(not has_file_channel(),
-                                                  reason="fchannel.FileChannel not merged yet")),
-])
+channel_kinds = pytest.mark.parametrize("kind", ["sqlite", "file"])
 
 
 def report(kind: str, source: str, got: list[str], expected: list[str]) -> int:

@@ -9,14 +9,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import fchannel
-from fchannel.bench import NOT_AVAILABLE, file_channel_class, percentile, summarize
+from fchannel.bench import (
+    BenchConfig,
+    marked_percentiles,
+    percentile,
+    run_bench,
+    summarize,
+    tail_curve,
+    tail_position,
+    write_plot,
+)
 from fchannel.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
-HAS_FILE = file_channel_class() is not None
 LAT_KEYS = {"count", "median", "p90", "p99", "max"}
 
 
@@ -67,13 +73,38 @@ def test_bench_memory_concurrent_table(tmp_path, capfd):
 
 
 def test_bench_plot(tmp_path, capfd):
-    pytest.importorskip("matplotlib")
     png = tmp_path / "out.png"
     rc = main(["bench", str(tmp_path), "--channel", "memory", "-n", "200", "-b", "10",
                "--plot", str(png), "--progress", "off"])
-    capfd.readouterr()
-    assert rc == 0
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out, err = capfd.readouterr()
+    assert rc == 0, err
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"plot: {png}" in out
+
+
+def test_plot_marks_the_tail_percentiles_and_names_the_run(tmp_path):
+    cfg = BenchConfig(directory=str(tmp_path), channel="memory", events=2000, batch_size=1)
+    r = run_bench(cfg)
+    drawn = write_plot(r, str(tmp_path / "lat.png"))
+    assert "2,000 events x 256 B" in drawn["title"] and "batch 1" in drawn["title"]
+    assert "memory channel" in drawn["title"]
+    for phase in ("put", "take"):
+        s = sorted(r["_samples"][phase])
+        assert len(s) == 2000          # enough transactions to resolve p99.9
+        marks = drawn["marks"][phase]
+        assert list(marks) == [50.0, 90.0, 99.0, 99.9]
+        assert marks == {q: percentile(s, q) * 1e3 for q in marks}
+    assert (tmp_path / "lat.png").stat().st_size > 10_000
+
+
+def test_tail_axis_spaces_the_percentiles_evenly():
+    assert [round(tail_position(q), 6) for q in (0, 90, 99, 99.9)] == [0, 1, 2, 3]
+    assert marked_percentiles(10) == [50.0, 90.0]
+    assert marked_percentiles(999) == [50.0, 90.0, 99.0]
+    assert marked_percentiles(1000) == [50.0, 90.0, 99.0, 99.9]
+    xs, ys = tail_curve([3.0, 1.0, 2.0])
+    assert ys == [1.0, 2.0, 3.0]
+    assert [round(x, 6) for x in xs] == [0.0, round(tail_position(100 / 3), 6),
+                                         round(tail_position(200 / 3), 6)]
 
 
 def test_bench_bad_option(tmp_path, capfd):
@@ -82,7 +113,6 @@ def test_bench_bad_option(tmp_path, capfd):
     assert rc == 2 and "events must be >= 1" in err
 
 
-@pytest.mark.skipif(not HAS_FILE, reason=NOT_AVAILABLE)
 def test_bench_file_json(tmp_path, capfd):
     r = _bench_json(capfd, str(tmp_path), "--channel", "file", "-n", "400", "-b", "40",
                     "--data-dirs", "2")
@@ -93,15 +123,8 @@ def test_bench_file_json(tmp_path, capfd):
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.skipif(HAS_FILE, reason="this build has FileChannel")
-def test_bench_file_unavailable(tmp_path, capfd):
-    rc = main(["bench", str(tmp_path), "--channel", "file", "-n", "10"])
-    _out, err = capfd.readouterr()
-    assert rc == 2 and NOT_AVAILABLE in err
-
-
 def test_benchmarks_entry_point(tmp_path):
-    queues = "raw-sync,raw-nosync,sqlite,memory,memory-pure" + (",file" if HAS_FILE else "")
+    queues = "raw-sync,raw-nosync,sqlite,memory,memory-pure,file"
     out = tmp_path / "results"
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)

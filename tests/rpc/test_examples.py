@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 
-import pytest
+import grpc  # noqa: F401 - the agent extra; missing, the tests fail (never skip)
 
-from tests.agent.helpers import EXAMPLES, free_port, needs_file_channel, send_lines, write_conf
+from tests.agent.helpers import EXAMPLES, free_port, send_lines, write_conf
 from tests.conftest import wait_for
-
-pytest.importorskip("grpc")
 
 DIR = EXAMPLES / "two-tier-fan-in"
 
 
-@needs_file_channel
 def test_two_tier_fan_in_example(agents, tmp_path):
     grpc_port, p1, p2 = free_port(), free_port(), free_port()
     col_text = (DIR / "collector.properties").read_text()

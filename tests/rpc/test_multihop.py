@@ -10,15 +10,12 @@ import json
 import threading
 from pathlib import Path
 
+import grpc  # noqa: F401 - the agent extra; missing, the tests fail (never skip)
 import pytest
 
-from tests.agent.helpers import free_port, needs_file_channel, send_lines, write_conf
+from tests.agent.helpers import free_port, send_lines, write_conf
 from tests.conftest import wait_for
 from tests.rpc.conftest import DELIVERY_REPORT
-
-pytest.importorskip("grpc")
-
-pytestmark = [needs_file_channel]
 
 
 def file_channel(agent: str, ch: str, base: Path, capacity: int = 100_000) -> str:

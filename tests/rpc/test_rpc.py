@@ -7,22 +7,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grpc  # the agent extra; missing, the tests fail (never skip)
 import pytest
 
-from fchannel.agent import Interceptor
-
-grpc = pytest.importorskip("grpc")
-
-from fchannel import Event  # noqa: E402
-from fchannel.agent import EventDeliveryError, Status  # noqa: E402
-from fchannel.agent.agent import Agent  # noqa: E402
-from fchannel.agent.config import build_agent  # noqa: E402
-from fchannel.agent.properties import parse_properties  # noqa: E402
-from fchannel.errors import ConfigError  # noqa: E402
-from fchannel.rpc import _common  # noqa: E402
-from fchannel.rpc import fchannel_rpc_pb2 as pb  # noqa: E402
-from fchannel.rpc import fchannel_rpc_pb2_grpc as pb_grpc  # noqa: E402
-from tests.agent.helpers import free_port  # noqa: E402
+from fchannel import Event
+from fchannel.agent import EventDeliveryError, Interceptor, Status
+from fchannel.agent.agent import Agent
+from fchannel.agent.config import build_agent
+from fchannel.agent.properties import parse_properties
+from fchannel.errors import ConfigError
+from fchannel.rpc import _common
+from fchannel.rpc import fchannel_rpc_pb2 as pb
+from fchannel.rpc import fchannel_rpc_pb2_grpc as pb_grpc
+from tests.agent.helpers import free_port
 
 
 def collector_props(port: int, extra: str = "", capacity: int = 10_000,

@@ -3,10 +3,12 @@ loopback port, one per session; each test gets its own bucket (made with boto3:
 s3fs cannot create a bucket in us-east-1)."""
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import socket
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
@@ -52,15 +54,20 @@ class S3Endpoint:
         return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()  # type: ignore
 
 
-@pytest.fixture(scope="session")
-def s3_endpoint():
-    pytest.importorskip("s3fs")
-    moto_server = pytest.importorskip("moto.server")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(),
-                                            verbose=False)
+@contextlib.contextmanager
+def moto_s3_server() -> Iterator[str]:
+    """moto's S3 server on a free loopback port; yields its URL."""
+    from moto.server import ThreadedMotoServer
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     try:
-        yield S3Endpoint(f"http://{host}:{port}")
+        yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    with moto_s3_server() as url:
+        yield S3Endpoint(url)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent.helpers import agents, needs_file_channel, write_conf  # noqa: F401
+from tests.agent.helpers import agents, write_conf  # noqa: F401
 from tests.conftest import wait_for
 from tests.sinks.helpers import bodies
 
@@ -59,7 +59,6 @@ def offsets_stored(out: Path, serializer: str) -> dict[int, list[int]]:
     return got
 
 
-@needs_file_channel
 @pytest.mark.crash
 @pytest.mark.parametrize("serializer", ["text", "avro_event"])
 def test_kill9_mid_stream_every_offset_once(tmp_path, agents, serializer):  # noqa: F811
