@@ -24,6 +24,9 @@ from fchannel.file import format as F
 
 log = logging.getLogger("fchannel.file")
 
+#: free space is asked of the file system at most this often while far above the minimum
+SPACE_SAMPLE_SECONDS = 0.5
+SPACE_MARGIN = 64 << 20
 #: how far ahead of the writer a log file is filled with zeros (docs/FORMAT.md)
 PREALLOC_STEP = 4 << 20
 _ZEROS = bytes(1 << 20)
@@ -203,6 +206,8 @@ class Log:
         self._readers_lock = threading.Lock()
         self.bytes_written = 0
         self.syncs = 0
+        #: per data dir: (when, free bytes, bytes_written then) of the last statvfs
+        self._space: dict[int, tuple[float, int, int]] = {}
         #: the first failed fdatasync (see _fdatasync)
         self.sync_failed: ChannelError | None = None
 
@@ -269,10 +274,22 @@ class Log:
 
     # ---- writing ----------------------------------------------------------------
     def check_space(self, i: int, nbytes: int) -> None:
+        """ChannelFullError if writing *nbytes* would leave data dir *i* below
+        minimum_required_space.  Free space is sampled, not asked of the file
+        system on every write: a sample is trusted while it is younger than
+        SPACE_SAMPLE_SECONDS and what was written since leaves a margin of
+        SPACE_MARGIN above the minimum (preallocated zeros already count as used)."""
         if self.minimum_required_space <= 0:
+            return
+        now = time.monotonic()
+        at, free_then, written_then = self._space.get(i, (-1e9, 0, 0))
+        estimate = free_then - (self.bytes_written - written_then)
+        if now - at < SPACE_SAMPLE_SECONDS and \
+                estimate - nbytes >= self.minimum_required_space + SPACE_MARGIN:
             return
         st = os.statvfs(self.data_dirs[i])
         free = st.f_bavail * st.f_frsize
+        self._space[i] = (now, free, self.bytes_written)
         if free - nbytes < self.minimum_required_space:
             raise ChannelFullError(
                 f"channel {self.name!r}: data dir {self.data_dirs[i]!r} has {free} bytes free, "
