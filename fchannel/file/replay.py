@@ -29,6 +29,7 @@ from fchannel.file.checkpoint import LoadedCheckpoint
 from fchannel.file.log import Log, LogFile, decode_log_header, list_logs, read_log_meta
 
 log = logging.getLogger("fchannel.file")
+_PAGE = 4096
 
 
 @dataclass
@@ -115,7 +116,7 @@ def _scan_file(fid: int, di: int, path: str, ckpt_woid: int, have_ckpt: bool,
     recs, good_end, damage = codec.scan(mm, start)
     short = _truncated(meta, start, recs[len(recs) - F.REC_FIELDS + F.REC_WOID] if len(recs) else None)
     for dstart, dend, kind in damage:
-        if kind == "corrupt" and not any(mm[dstart:dend]):
+        if kind == "corrupt" and _has_zero_page(mm, dstart, dend):
             zero_gaps.setdefault(fid, []).append(dstart)
         if kind == "tail" and not (meta is not None and meta.closed) and short is None:
             result.damage.append(Damage(path, dstart, dend, "torn", "(cut off)"))
@@ -130,6 +131,18 @@ def _scan_file(fid: int, di: int, path: str, ckpt_woid: int, have_ckpt: bool,
         if created == 0 or created > recs[F.REC_WOID]:
             info.created_woid = min(created or recs[F.REC_WOID], recs[F.REC_WOID])
     return info, recs, mm
+
+
+def _has_zero_page(mm, start: int, end: int) -> bool:
+    """A whole page of zeros lies in ``mm[start:end]``: what a write into
+    preallocated space that a power loss cut short leaves (its lost pages
+    still hold the zeros), and what bit rot in a record does not."""
+    a = (start + _PAGE - 1) // _PAGE * _PAGE
+    while a + _PAGE <= end:
+        if not any(mm[a:a + _PAGE]):
+            return True
+        a += _PAGE
+    return False
 
 
 def _truncated(meta, start: int, last_woid: int | None) -> str | None:
@@ -279,7 +292,7 @@ def _apply(streams, maps, queue, ckpt, woid_floor, fast, result, zero_gaps) -> N
             if len(staged) != count and _gap_before(zero_gaps, fid, recs[i + F.REC_OFFSET]):
                 # a commit whose records did not all reach the disk: a power loss
                 # can keep a later block of one write into preallocated space and
-                # lose an earlier one, which then reads as zeros.  It was never
+                # lose an earlier one, whose page then reads as zeros.  It was never
                 # acknowledged, so it never happened.  (Records lost to other
                 # damage are bit rot: the intact ones of the transaction stay.)
                 pending_puts.pop(txn, None)
