@@ -34,8 +34,12 @@ class Agent:
         self._started_sources: list[Any] = []
 
     @classmethod
-    def from_properties(cls, props: Mapping[str, str], name: str) -> Agent:
-        return cls(build_agent(props, name))
+    def from_properties(cls, props: Mapping[str, str], name: str, *,
+                        environ: Mapping[str, str] | None = None,
+                        system: Mapping[str, str] | None = None) -> Agent:
+        """Configure from Flume properties (``${env:X}`` resolved from
+        *environ*, default os.environ, ``${sys:X}`` from *system*)."""
+        return cls(build_agent(props, name, environ=environ, system=system))
 
     @classmethod
     def from_file(cls, path: str, name: str) -> Agent:

@@ -6,9 +6,12 @@ Flume's spellings work too: ``-f``/``-n``, ``-c DIR`` (accepted and unused:
 there is no classpath here), ``-Dflume.monitoring.type=http
 -Dflume.monitoring.port=34545``, and
 ``-DpropertiesImplementation=org.apache.flume.node.EnvVarResolverProperties``
-(``${NAME}`` in values is replaced by environment variable NAME).  SIGTERM or SIGINT stops the agent cleanly
-(exit status 0); a configuration problem exits with status 2 after listing
-every problem.
+(``${NAME}`` in values is replaced by environment variable NAME);
+``${env:NAME}`` and ``${sys:NAME}`` (a ``-DNAME=value``) work without it, as
+in Flume 1.10.  Monitoring without a port serves on Flume's 41414.  SIGTERM or
+SIGINT stops the agent cleanly (exit status 0); a configuration problem
+exits with status 2 after listing every problem; a channel that cannot be
+opened (permission, lock, damage) exits with status 1 saying which.
 """
 from __future__ import annotations
 
@@ -69,6 +72,18 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
+DEFAULT_MONITORING_PORT = 41414  # Flume's
+
+
+def _system_properties(args: argparse.Namespace) -> dict[str, str]:
+    """The ``-DKEY=VALUE`` settings, for ``${sys:KEY}`` lookups."""
+    out = {}
+    for d in args.defines:
+        key, _, value = d.partition("=")
+        out[key.strip()] = value
+    return out
+
+
 def _monitoring(args: argparse.Namespace) -> tuple[str | None, int | None]:
     kind, port = args.monitoring, args.port
     for d in args.defines:
@@ -83,25 +98,38 @@ def _monitoring(args: argparse.Namespace) -> tuple[str | None, int | None]:
     if kind is not None and kind != "http":
         raise ConfigError(f"monitoring type {kind!r} is not supported; supported: http")
     if kind == "http" and port is None:
-        raise ConfigError("--monitoring http needs --port (or -Dflume.monitoring.port)")
+        port = DEFAULT_MONITORING_PORT
+    if port is not None and not 0 <= port <= 65535:
+        raise ConfigError(f"monitoring port {port} is not a port number (0-65535)")
     return kind, port
 
 
 def run(args: argparse.Namespace) -> int:
     from fchannel.agent.agent import Agent
+    from fchannel.agent.config import ChannelOpenError
     from fchannel.agent.properties import ENV_RESOLVER, load_properties, resolve_env
+    from fchannel.agent.registry import missing_extra
 
     setup_logging(args.log_level)
     log = logging.getLogger("fchannel.agent")
     try:
         kind, port = _monitoring(args)
+        if kind == "http":
+            try:
+                import prometheus_client  # noqa: F401
+            except ImportError as exc:
+                raise ConfigError(missing_extra("monitoring", "http", exc)) from None
         props = load_properties(args.conf_file)
         if f"propertiesImplementation={ENV_RESOLVER}" in args.defines:
             props = resolve_env(props, os.environ)
-        agent = Agent.from_properties(props, args.name)
+        agent = Agent.from_properties(props, args.name, environ=os.environ,
+                                      system=_system_properties(args))
     except ConfigError as exc:
-        log.error("%s", exc)
+        log.error("configuration problem: %s", exc)
         return 2
+    except ChannelOpenError as exc:
+        log.error("%s", exc)
+        return 1
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
