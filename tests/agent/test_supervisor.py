@@ -1,0 +1,139 @@
+"""The lifecycle supervisor: a component that fails to start or dies is logged
+with its name, counted and restarted with backoff; the rest keeps running,
+and the agent exits 0 when told to stop."""
+from __future__ import annotations
+
+import socket
+import threading
+
+from fchannel import Event
+from fchannel.agent import BatchSink, EventDrivenSource
+from fchannel.agent.agent import Agent
+from fchannel.agent.properties import parse_properties
+from tests.agent.helpers import free_port, http_get_json, send_lines, write_conf
+from tests.conftest import wait_for
+
+
+class DyingSource(EventDrivenSource):
+    """Puts one event per start from its own thread, then dies (twice)."""
+
+    starts = 0
+
+    def configure(self, ctx):
+        self.lives = ctx.integer("lives", 2)
+
+    def start(self):
+        cls = type(self)
+        cls.starts += 1
+        n = cls.starts
+
+        def run():
+            self.put_batch_retrying([Event(f"life {n}".encode())])
+            if n <= self.lives:
+                self.died(RuntimeError(f"lost the connection in life {n}"))
+
+        self._t = threading.Thread(target=run, daemon=True)
+        self._t.start()
+
+    def stop(self):
+        self._t.join(5)
+
+
+class FlakySink(BatchSink):
+    """Fails to start twice, then delivers into a list."""
+
+    attempts = 0
+    delivered: list[bytes] = []
+
+    def start(self):
+        type(self).attempts += 1
+        if type(self).attempts <= 2:
+            raise ConnectionRefusedError("target not up yet")
+
+    def deliver(self, events):
+        type(self).delivered.extend(e.body for e in events)
+
+
+def test_a_dying_source_is_restarted_with_backoff_and_counted(caplog):
+    DyingSource.starts = 0
+    agent = Agent.from_properties(parse_properties("""
+a1.sources = d
+a1.channels = c1
+a1.sources.d.type = tests.agent.test_supervisor.DyingSource
+a1.sources.d.channels = c1
+a1.channels.c1.type = memory
+"""), "a1")
+    agent.start()
+    try:
+        c = agent.sources["d"].counter
+        wait_for(lambda: c.get("RestartCount") == 2 and agent.channels["c1"].size == 3, 20,
+                 what="two restarts and three events")
+        assert c.get("FailureCount") == 2
+        with agent.channels["c1"].transaction() as tx:
+            assert [e.body for e in tx.take_batch(10)] == [b"life 1", b"life 2", b"life 3"]
+    finally:
+        agent.stop()
+    died = [r for r in caplog.records if "died" in r.getMessage()]
+    assert died and died[0].name == "fchannel.source.d"
+    assert "source 'd' died: lost the connection in life 1" in died[0].getMessage()
+
+
+def test_a_sink_that_fails_to_start_is_retried_while_the_source_runs():
+    FlakySink.attempts = 0
+    FlakySink.delivered = []
+    agent = Agent.from_properties(parse_properties("""
+a1.sources = r1
+a1.channels = c1
+a1.sinks = k1
+a1.sources.r1.type = seq
+a1.sources.r1.totalEvents = 5
+a1.sources.r1.channels = c1
+a1.channels.c1.type = memory
+a1.sinks.k1.type = tests.agent.test_supervisor.FlakySink
+a1.sinks.k1.channel = c1
+"""), "a1")
+    agent.start()
+    try:
+        wait_for(lambda: agent.sources["r1"].counter.get("EventAcceptedCount") == 5, 10,
+                 what="the source to run while the sink is down")
+        wait_for(lambda: len(FlakySink.delivered) == 5, 20, what="delivery after the restart")
+        c = agent.sinks["k1"].counter
+        assert c.get("FailureCount") == 2 and c.get("RestartCount") == 1
+    finally:
+        agent.stop()
+
+
+def test_agent_process_keeps_running_while_a_port_is_busy(agents, tmp_path):
+    busy_port, ok_port, mport = free_port(), free_port(), free_port()
+    conf = write_conf(tmp_path / "a.properties", f"""
+a1.sources = busy ok
+a1.channels = c1
+a1.sinks = k1
+a1.sources.busy.type = netcat
+a1.sources.busy.bind = 127.0.0.1
+a1.sources.busy.port = {busy_port}
+a1.sources.busy.channels = c1
+a1.sources.ok.type = netcat
+a1.sources.ok.bind = 127.0.0.1
+a1.sources.ok.port = {ok_port}
+a1.sources.ok.channels = c1
+a1.channels.c1.type = memory
+a1.sinks.k1.type = logger
+a1.sinks.k1.channel = c1
+""")
+    blocker = socket.create_server(("127.0.0.1", busy_port))
+    try:
+        agent = agents(conf, "a1", tmp_path, ["-Dflume.monitoring.type=http",
+                                              f"-Dflume.monitoring.port={mport}"])
+        assert "retrying: source 'busy'" in agent.output()
+        assert send_lines(ok_port, [b"still served"]) == [b"OK"]
+        wait_for(lambda: int(http_get_json(mport)["SOURCE.busy"]["FailureCount"]) >= 2, 20,
+                 what="repeated start failures counted")
+        assert "[source.busy] source 'busy' failed to start" in agent.output()
+    finally:
+        blocker.close()
+    wait_for(lambda: http_get_json(mport)["SOURCE.busy"]["RestartCount"] == "1", 30,
+             what="the source restarted once its port is free")
+    assert send_lines(busy_port, [b"now served"]) == [b"OK"]
+    wait_for(lambda: "now served" in agent.output(), 10, what="the line logged")
+    assert agent.terminate() == 0
