@@ -35,6 +35,14 @@ class _ComponentFilter(logging.Filter):
         name = record.name
         if name.startswith("fchannel."):
             name = name[len("fchannel."):]
+        # the file channel's own lines read "<channel name>: ...": tag them as
+        # the channel, [channel.c1], like every other component's lines
+        if name.split(".")[0] == "file" and isinstance(record.msg, str) \
+                and record.msg.startswith("%s: ") and isinstance(record.args, tuple) \
+                and record.args and isinstance(record.args[0], str):
+            name = f"channel.{record.args[0]}"
+            record.msg = record.msg[4:]
+            record.args = record.args[1:]
         record.component = name
         return True
 
