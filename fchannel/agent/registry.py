@@ -238,6 +238,12 @@ def _builtins() -> None:
              aliases=("org.apache.flume.source.SpoolDirectorySource",))
     register("source", "taildir", src + "taildir:TaildirSource",
              aliases=("org.apache.flume.source.taildir.TaildirSource",))
+    register("source", "syslogtcp", src + "syslog:SyslogTcpSource",
+             aliases=("org.apache.flume.source.SyslogTcpSource",))
+    register("source", "multiport_syslogtcp", src + "syslog:MultiportSyslogTcpSource",
+             aliases=("org.apache.flume.source.MultiportSyslogTCPSource",))
+    register("source", "syslogudp", src + "syslog:SyslogUdpSource",
+             aliases=("org.apache.flume.source.SyslogUDPSource",))
     register("source", "grpc", "fchannel.rpc.source:GrpcSource")  # multi-hop (fchannel.rpc)
     register("source", "kafka", "fchannel.integrations.kafka_agent:KafkaSource",
              aliases=("org.apache.flume.source.kafka.KafkaSource",))
