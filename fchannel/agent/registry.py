@@ -255,6 +255,8 @@ def _builtins() -> None:
              aliases=("org.apache.flume.sink.NullSink",))
     register("sink", "file_roll", snk + "file_roll:RollingFileSink",
              aliases=("org.apache.flume.sink.RollingFileSink",))
+    register("sink", "http", snk + "http:HttpSink",
+             aliases=("org.apache.flume.sink.http.HttpSink",))
     register("sink", "grpc", "fchannel.rpc.sink:GrpcSink")  # multi-hop (fchannel.rpc)
     register("sink", "kafka", "fchannel.integrations.kafka_agent:KafkaSink",
              aliases=("org.apache.flume.sink.kafka.KafkaSink",))
