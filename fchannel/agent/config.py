@@ -109,9 +109,34 @@ def _configure(obj: Any, ctx: Context, what: str) -> None:
         ctx.problem(None, f"configuring {what} failed: {type(exc).__name__}: {exc}")
 
 
-def _warn_unused(ctx: Context, parts: AgentParts, always_used: tuple[str, ...] = ()) -> None:
+# Properties Flume documents for a source or sink type that have no effect
+# here (a trailing "." stands for every key under it): warned about as such
+# rather than as unknown.
+COMPONENT_NO_EFFECT: dict[tuple[str, str], tuple[str, ...]] = {
+    ("sink", "hdfs"): ("hdfs.minBlockReplicas", "hdfs.writeFormat", "hdfs.threadsPoolSize",
+                       "hdfs.rollTimerPoolSize", "hdfs.kerberosPrincipal",
+                       "hdfs.kerberosKeytab", "hdfs.proxyUser", "hdfs.callTimeout"),
+    ("source", "http"): ("QueuedThreadPool.", "HttpConfiguration.", "SslContextFactory.",
+                         "ServerConnector."),
+}
+
+
+def _no_effect(kind: str, type_value: str | None, key: str) -> bool:
+    if not type_value:
+        return False
+    names = COMPONENT_NO_EFFECT.get((kind, registry.canonical(kind, type_value)), ())
+    return any(key == n or (n.endswith(".") and key.startswith(n)) for n in names)
+
+
+def _warn_unused(ctx: Context, parts: AgentParts, always_used: tuple[str, ...] = (),
+                 kind: str = "", type_value: str | None = None) -> None:
     for k in ctx.unused():
         if k in always_used:
+            continue
+        if _no_effect(kind, type_value, k):
+            parts.warnings.append(f"{ctx.key(k)} = {ctx.as_dict()[k]!r}: a Flume "
+                                  f"{type_value} {kind} property that has no effect in "
+                                  "fchannel; ignored")
             continue
         parts.warnings.append(f"{ctx.key(k)} = {ctx.as_dict()[k]!r} is not a property "
                               f"of {ctx.owner}; ignored{ctx.suggest(k)}")
@@ -396,7 +421,7 @@ def _build(agent: str, agent_props: dict[str, str], problems: list[str], *,
                 ctx.used.add(k)
         if src is not None:
             _configure(src, ctx, f"source {name!r}")
-            _warn_unused(ctx, parts)
+            _warn_unused(ctx, parts, kind="source", type_value=stype)
             if selector is not None:
                 names_by_id = {id(c): n for n, c in chans.items()}
                 src.channel_processor = ChannelProcessor(name, selector, icps, names_by_id)
@@ -428,7 +453,7 @@ def _build(agent: str, agent_props: dict[str, str], problems: list[str], *,
                 sink.channel = parts.channels[cnames[0]]
                 sink.channel_name = cnames[0]
             _configure(sink, ctx, f"sink {name!r}")
-            _warn_unused(ctx, parts)
+            _warn_unused(ctx, parts, kind="sink", type_value=ktype)
             parts.sinks[name] = sink
 
     # ---- sink groups ---------------------------------------------------------

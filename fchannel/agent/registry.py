@@ -98,6 +98,13 @@ def _import_path(path: str) -> Any:
     return obj
 
 
+def canonical(kind: str, type_name: str) -> str:
+    """The registered name *type_name* stands for (Flume class names resolved)."""
+    name = type_name.strip()
+    with _lock:
+        return _aliases[kind].get(name, name.lower())
+
+
 def lookup(kind: str, type_name: str) -> Callable[..., Any]:
     """The factory for *type_name*, or ConfigError naming it and the known types."""
     name = type_name.strip()

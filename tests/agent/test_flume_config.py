@@ -209,3 +209,19 @@ def test_monitoring_defaults_to_flumes_port():
     from fchannel.agent.command import _monitoring
     ns = argparse.Namespace(monitoring=None, port=None, defines=["flume.monitoring.type=http"])
     assert _monitoring(ns) == ("http", 41414)
+
+
+def test_documented_source_and_sink_properties_without_effect_are_named_so(tmp_path):
+    text = NETCAT.format(port=0).replace("a1.sources.r1.type = netcat",
+                                         "a1.sources.r1.type = http") \
+        .replace("a1.sinks.k1.type = logger",
+                 f"a1.sinks.k1.type = org.apache.flume.sink.hdfs.HDFSEventSink\n"
+                 f"a1.sinks.k1.hdfs.path = {tmp_path}/out\n"
+                 f"a1.sinks.k1.hdfs.kerberosPrincipal = flume/_HOST@EXAMPLE.COM\n") \
+        + "a1.sources.r1.QueuedThreadPool.minThreads = 4\n"
+    parts = build_agent(parse_properties(text), "a1")
+    close(parts)
+    assert any("a1.sinks.k1.hdfs.kerberosPrincipal" in w and "has no effect in fchannel" in w
+               for w in parts.warnings), parts.warnings
+    assert any("a1.sources.r1.QueuedThreadPool.minThreads" in w and "has no effect" in w
+               for w in parts.warnings), parts.warnings
