@@ -21,7 +21,7 @@ def test_the_flume_1_11_example_runs_unchanged(agents, tmp_path, monkeypatch):
         monkeypatch.delenv("FLUME_DATA", raising=False)
         monkeypatch.delenv("HDFS_PATH", raising=False)
         agent = agents(EXAMPLES / "flume-1.11.properties", "a1", tmp_path,
-                       ["-c", "conf", "-Dflume.monitoring.type=http",
+                       ["-c", "conf", "--monitoring-host", "127.0.0.1", "-Dflume.monitoring.type=http",
                         f"-Dflume.monitoring.port={mport}"])
         with socket.create_connection(("127.0.0.1", sport), timeout=10) as s:
             s.sendall(RFC3164 + b"\n" + f"{len(RFC5424)} ".encode() + RFC5424)

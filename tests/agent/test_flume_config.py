@@ -225,3 +225,49 @@ def test_documented_source_and_sink_properties_without_effect_are_named_so(tmp_p
                for w in parts.warnings), parts.warnings
     assert any("a1.sources.r1.QueuedThreadPool.minThreads" in w and "has no effect" in w
                for w in parts.warnings), parts.warnings
+
+
+def _run_agent_blocking(tmp_path, conf_text: str, blocked: str, extra: list[str]):
+    """``fchannel agent`` in a subprocess where importing *blocked* fails, as
+    when its extra is not installed."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.agent.helpers import REPO
+    conf = write_conf(tmp_path / "x.properties", conf_text)
+    code = (f"import sys; sys.modules[{blocked!r}] = None\n"
+            "from fchannel.cli import main\n"
+            f"sys.exit(main(['agent', '-f', {str(conf)!r}, '-n', 'a1', *{extra!r}]))")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_missing_extras_end_to_end_are_one_line(tmp_path):
+    r = _run_agent_blocking(tmp_path, NETCAT.format(port=0).replace(
+        "a1.sources.r1.type = netcat", "a1.sources.r1.type = grpc"), "grpc", [])
+    assert r.returncode == 2
+    assert "source grpc needs `pip install 'fchannel[agent]'`" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = _run_agent_blocking(tmp_path, NETCAT.format(port=0), "prometheus_client",
+                            ["--monitoring", "http", "--monitoring-host", "127.0.0.1"])
+    assert r.returncode == 2
+    assert "monitoring http needs `pip install 'fchannel[agent]'`" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_a_channel_held_by_another_process_is_reported_as_in_use(agents, tmp_path):
+    from fchannel import FileChannel
+    text = file_channel(tmp_path)
+    holder = FileChannel(tmp_path / "cp", [tmp_path / "d1", tmp_path / "d2"])
+    try:
+        agent = agents(write_conf(tmp_path / "a.properties", text), "a1", tmp_path,
+                       wait_started=False)
+        assert agent.proc.wait(30) == 1
+        out = agent.output()
+        assert "cannot open channel 'c1': in use" in out
+        assert "configuration problem" not in out and "Traceback" not in out
+    finally:
+        holder.close()

@@ -33,7 +33,8 @@ a1.sinks.k1.channel = c1
 def test_prometheus_types_and_names_of_a_file_channel_agent(agents, tmp_path):
     port, mport = free_port(), free_port()
     conf = write_conf(tmp_path / "a.properties", FILE_AGENT, port=port)
-    agent = agents(conf, "a1", tmp_path, ["--monitoring", "http", "--port", str(mport)])
+    agent = agents(conf, "a1", tmp_path, ["--monitoring", "http", "--port", str(mport),
+                                          "--monitoring-host", "127.0.0.1"])
     assert send_lines(port, [b"one", b"two"]) == [b"OK", b"OK"]
     wait_for(lambda: http_get_json(mport)["SINK.k1"]["EventDrainSuccessCount"] == "2", 20,
              what="two events drained")

@@ -123,7 +123,8 @@ a1.sinks.k1.channel = c1
 """)
     blocker = socket.create_server(("127.0.0.1", busy_port))
     try:
-        agent = agents(conf, "a1", tmp_path, ["-Dflume.monitoring.type=http",
+        agent = agents(conf, "a1", tmp_path, ["--monitoring-host", "127.0.0.1",
+                                              "-Dflume.monitoring.type=http",
                                               f"-Dflume.monitoring.port={mport}"])
         assert "retrying: source 'busy'" in agent.output()
         assert send_lines(ok_port, [b"still served"]) == [b"OK"]
