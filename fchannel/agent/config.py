@@ -19,7 +19,13 @@ from fchannel.agent import registry
 from fchannel.agent.component import Interceptor, Sink, Source
 from fchannel.agent.counters import ChannelCounterView
 from fchannel.agent.processor import ChannelProcessor
-from fchannel.agent.properties import Context, did_you_mean, resolve_lookups, split_names
+from fchannel.agent.properties import (
+    Context,
+    close_matches,
+    did_you_mean,
+    resolve_lookups,
+    split_names,
+)
 from fchannel.agent.runners import SinkRunner, SourceRunner
 from fchannel.agent.sinkgroups import DefaultSinkProcessor
 from fchannel.errors import ConfigError
@@ -181,9 +187,7 @@ class _StandIn:
 
 
 def _channel_type_key(ctype: str) -> str:
-    t = ctype.strip().lower()
-    return {"org.apache.flume.channel.file.filechannel": "file",
-            "org.apache.flume.channel.memorychannel": "memory"}.get(t, t)
+    return registry.canonical("channel", ctype)
 
 
 def _channel_props(ctx: Context, ctype: str, parts: AgentParts) -> dict[str, str]:
@@ -206,6 +210,8 @@ def _channel_props(ctx: Context, ctype: str, parts: AgentParts) -> dict[str, str
 
 
 def _channel_hints(ctx: Context, ctype: str, cprops: Mapping[str, str]) -> str:
+    """" (did you mean ...)" for the properties that look like misspelt
+    documented ones, to append to the channel's own error."""
     known = _KNOWN_CHANNEL_PROPS.get(_channel_type_key(ctype))
     if not known:
         return ""
@@ -213,18 +219,18 @@ def _channel_hints(ctx: Context, ctype: str, cprops: Mapping[str, str]) -> str:
     for k in cprops:
         if k in known or k.startswith("encryption."):
             continue
-        h = did_you_mean(k, known, ctx.prefix)
-        if h:
-            hints.append(f"{ctx.key(k)}{h}")
-    return (" (" + "; ".join(h.replace("; did you mean", ": did you mean") for h in hints)
-            + ")") if hints else ""
+        found = close_matches(k, known)
+        if found:
+            hints.append(f"{ctx.key(k)}: did you mean "
+                         + " or ".join(ctx.prefix + f for f in found) + "?")
+    return f" ({'; '.join(hints)})" if hints else ""
 
 
 def _validate_channel(factory: Any, cprops: dict[str, str], name: str) -> Any:
     """Check a channel's properties without opening it: a factory may offer
-    ``validate(props, name)`` returning an object with ``capacity`` and
-    ``transaction_capacity``; without one, the channel is built (and closed
-    again) only when it is not a file channel."""
+    ``validate(props, name=...)``, returning an unopened stand-in with
+    ``capacity`` and ``transaction_capacity``, or None when it cannot check
+    without opening (the channel is then checked when it is opened)."""
     validate = getattr(factory, "validate", None)
     if validate is not None:
         return validate(cprops, name=name)
