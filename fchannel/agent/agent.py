@@ -17,6 +17,7 @@ from typing import Any
 
 from fchannel.agent.config import AgentParts, build_agent
 from fchannel.agent.properties import load_properties
+from fchannel.errors import ConfigError
 
 log = logging.getLogger("fchannel.agent")
 
@@ -75,7 +76,9 @@ class Agent:
     def start(self) -> None:
         """Open for business: sinks first, then sources, each under the
         supervisor.  A component that fails to start is logged, counted and
-        retried with backoff; it does not stop the others (nor this call)."""
+        retried with backoff; it does not stop the others (nor this call).
+        A ConfigError from a component's start is a configuration problem:
+        everything is stopped and it is raised."""
         from fchannel.agent.supervisor import Supervised, Supervisor
         for w in self.parts.warnings:
             log.warning("%s", w)
@@ -93,12 +96,19 @@ class Agent:
             units.append(Supervised("source", sr.name, sr, [sr.source.counter], sr.source.log))
         self._units = units
         for u in units:
-            if u.try_start():
+            if u.try_start(first=True):
                 if u.kind == "source":
                     u.log.info("started")
                 else:
                     u.log.info("started, draining %s", ", ".join(
                         sorted({s.channel_name for s in u.runner.sinks})))
+        wrong = [u for u in units if u.state == "misconfigured"]
+        if wrong:
+            self.stop()
+            n = len(wrong)
+            raise ConfigError(f"configuration of agent {self.name!r} has {n} problem"
+                              f"{'s' if n != 1 else ''} found at start:\n  "
+                              + "\n  ".join(f"{u.label}: {u.last_error}" for u in wrong))
         self.supervisor = Supervisor(units)
         self.supervisor.start()
         self._started = True

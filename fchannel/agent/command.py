@@ -155,6 +155,9 @@ def run(args: argparse.Namespace) -> int:
             return 1
     try:
         agent.start()
+    except ConfigError as exc:
+        log.error("configuration problem: %s", exc)
+        return 2
     except (ChannelError, OSError) as exc:
         log.error("agent %r failed to start: %s", args.name, exc)
         agent.stop()

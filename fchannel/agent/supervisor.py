@@ -8,7 +8,9 @@ its counter group, ``RestartCount`` once it runs again) and started again
 after a backoff that doubles from ``initial`` up to ``maximum`` seconds, as
 Flume's lifecycle supervisor keeps retrying a component.  The rest of the
 agent keeps running meanwhile: a source that cannot bind its port does not
-stop the sinks from draining the channel.
+stop the sinks from draining the channel.  A ConfigError raised by the first
+start is a configuration problem, not a failure: the agent reports it and
+does not start (exit status 2).
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ import logging
 import threading
 import time
 from typing import Any
+
+from fchannel.errors import ConfigError
 
 INITIAL_BACKOFF = 0.5    # seconds before the first restart
 MAX_BACKOFF = 30.0       # the longest wait between two restarts
@@ -64,10 +68,21 @@ class Supervised:
             self.log.error("%s %s (%d times in a row): %s; restarting in %.1fs", self.label,
                            what, self.failures, exc, wait)
 
-    def try_start(self) -> bool:
+    def try_start(self, first: bool = False) -> bool:
+        """Start the runner; False if it failed.  On the *first* start a
+        ConfigError (a problem only visible once the component runs, such as
+        a channel of the wrong kind) is not retried: state ``misconfigured``."""
         again = self.state == "failed"
         try:
             self.runner.start()
+        except ConfigError as exc:
+            if not first:
+                self._failed(exc, "failed to start")
+                return False
+            self.state = "misconfigured"
+            self.last_error = exc
+            self._count("FailureCount")
+            return False
         except Exception as exc:
             self._failed(exc, "failed to start")
             return False

@@ -138,3 +138,30 @@ a1.sinks.k1.channel = c1
     assert send_lines(busy_port, [b"now served"]) == [b"OK"]
     wait_for(lambda: "now served" in agent.output(), 10, what="the line logged")
     assert agent.terminate() == 0
+
+
+class WrongChannelSource(EventDrivenSource):
+    """Finds at start that its channel cannot serve it: a configuration problem."""
+
+    def start(self):
+        from fchannel import ConfigError
+        raise ConfigError(f"source {self.name!r} needs a file channel")
+
+
+def test_a_config_error_found_at_start_is_a_configuration_problem(agents, tmp_path):
+    conf = write_conf(tmp_path / "a.properties", """
+a1.sources = w
+a1.channels = c1
+a1.sinks = k1
+a1.sources.w.type = tests.agent.test_supervisor.WrongChannelSource
+a1.sources.w.channels = c1
+a1.channels.c1.type = memory
+a1.sinks.k1.type = null
+a1.sinks.k1.channel = c1
+""")
+    agent = agents(conf, "a1", tmp_path, wait_started=False)
+    assert agent.proc.wait(30) == 2
+    out = agent.output()
+    assert "configuration problem" in out and "source 'w' needs a file channel" in out
+    assert "[sink.k1] stopped" in out          # what had started was stopped
+    assert "restarting" not in out
