@@ -271,3 +271,14 @@ def test_a_channel_held_by_another_process_is_reported_as_in_use(agents, tmp_pat
         assert "configuration problem" not in out and "Traceback" not in out
     finally:
         holder.close()
+
+
+def test_kafka_topics_as_flumes_comma_list(tmp_path):
+    text = file_channel(tmp_path).replace(
+        "a1.sources.r1.type = netcat\n", "a1.sources.r1.type = kafka\n"
+        "a1.sources.r1.kafka.bootstrap.servers = 127.0.0.1:9\n"
+        "a1.sources.r1.kafka.topics = orders,payments\n") \
+        .replace("a1.sources.r1.bind = 127.0.0.1\n", "").replace("a1.sources.r1.port = 0\n", "")
+    parts = build_agent(parse_properties(text), "a1")
+    close(parts)
+    assert parts.sources["r1"].topics == ["orders", "payments"]
