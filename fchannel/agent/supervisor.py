@@ -61,6 +61,8 @@ class Supervised:
         wait = min(self.maximum, self.initial * (2 ** (self.failures - 1)))
         self.next_try = time.monotonic() + wait
         self.state = "failed"
+        if isinstance(exc, PermissionError):
+            what += " (permission problem)"
         if self.failures == 1:
             self.log.error("%s %s: %s; restarting in %.1fs", self.label, what, exc, wait,
                            exc_info=exc)

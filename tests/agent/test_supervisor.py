@@ -165,3 +165,23 @@ a1.sinks.k1.channel = c1
     assert "configuration problem" in out and "source 'w' needs a file channel" in out
     assert "[sink.k1] stopped" in out          # what had started was stopped
     assert "restarting" not in out
+
+
+class NoPermissionSink(BatchSink):
+    def start(self):
+        raise PermissionError(13, "Permission denied", "/var/spool/out")
+
+
+def test_a_permission_problem_at_start_is_named_so(caplog):
+    agent = Agent.from_properties(parse_properties("""
+a1.channels = c1
+a1.sinks = k1
+a1.channels.c1.type = memory
+a1.sinks.k1.type = tests.agent.test_supervisor.NoPermissionSink
+a1.sinks.k1.channel = c1
+"""), "a1")
+    agent.start()
+    agent.stop()
+    msgs = [r.getMessage() for r in caplog.records if r.name == "fchannel.sink.k1"]
+    assert any("sink 'k1' failed to start (permission problem): [Errno 13] Permission denied"
+               in m for m in msgs), msgs
