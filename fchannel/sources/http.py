@@ -168,9 +168,10 @@ class HTTPSource(EventDrivenSource):
         if loop is not None and server is not None and self._thread is not None:
             async def shutdown() -> None:
                 server.close()
-                for t in [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
+                tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+                for t in tasks:
                     t.cancel()
-                await asyncio.sleep(0)
+                await asyncio.gather(*tasks, return_exceptions=True)
             try:
                 asyncio.run_coroutine_threadsafe(shutdown(), loop).result(10)
             except Exception as exc:
