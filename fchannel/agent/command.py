@@ -69,10 +69,12 @@ def register(subparsers: Any) -> None:
                    help="the agent's name: the first part of its property keys")
     p.add_argument("-c", "--conf", metavar="DIR", help="Flume's conf dir (accepted, unused)")
     p.add_argument("--monitoring", choices=["http"], help="serve counters (http)")
-    p.add_argument("--port", type=int, help="port of the monitoring server")
+    p.add_argument("--port", type=int, help="port of the monitoring server (41414)")
     p.add_argument("--monitoring-host", default="0.0.0.0", help="address to serve on")
     p.add_argument("-D", dest="defines", action="append", default=[], metavar="KEY=VALUE",
-                   help="Flume system properties: flume.monitoring.type, flume.monitoring.port")
+                   help="Flume system properties: flume.monitoring.type, "
+                        "flume.monitoring.port, propertiesImplementation, and any NAME a "
+                        "${sys:NAME} in the file refers to")
     p.add_argument("--log-level", default="INFO",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level")
     p.add_argument("--no-reload-conf", action="store_true",
