@@ -179,8 +179,8 @@ def _validate_file_channel(props: Any, name: str = "file-channel") -> Any:
         pass
 
     class _DryFileChannel(FileChannel):  # type: ignore[misc, valid-type]
-        def _open(self) -> None:   # everything before it validated the settings
-            raise _Checked(self)
+        def _open(self, *args: Any, **kwargs: Any) -> None:
+            raise _Checked(self)   # everything before the open validated the settings
 
     if not hasattr(FileChannel, "_open"):  # a core without this hook: no dry check
         return None
