@@ -14,7 +14,7 @@ macros = [("CYTHON_TRACE_NOGIL", "1"), ("CYTHON_TRACE", "1")] if DEBUG else []
 cflags = ["-O0", "-g"] if DEBUG else ["-O2"]
 
 extensions = [
-    Extension("fchannel._core", ["fchannel/_core.pyx"],
+    Extension("fchannel._event", ["fchannel/_event.py"],
               define_macros=macros, extra_compile_args=cflags),
     Extension("fchannel.file._codec", ["fchannel/file/_codec.pyx"],
               libraries=["z"], define_macros=macros, extra_compile_args=cflags),

@@ -1,16 +1,21 @@
 """The one place that chooses between the compiled modules and their
-pure-Python twins.
+pure-Python forms.
 
-- ``FCHANNEL_NO_EXTENSIONS=1``: use the pure-Python twins.
+- ``FCHANNEL_NO_EXTENSIONS=1``: use the pure-Python forms.
 - ``FCHANNEL_REQUIRE_EXTENSIONS=1``: fail the import when a compiled module is
   missing instead of falling back.
 
-``COMPILED`` tells which one was loaded.  Nothing else in the package imports
-the compiled modules or their twins directly.
+``event`` (Event) is compiled from ``_event.py`` itself, so its pure form is
+that very file loaded as source; ``codec`` (record codec, log-file I/O) and
+``queue`` (event queue, reference counts) have pure twins, the executable
+specification of their loops.  ``COMPILED`` tells which set was loaded.
+Nothing else in the package imports these modules directly.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from types import ModuleType
 
 
@@ -24,17 +29,35 @@ REQUIRE_EXTENSIONS = _flag("FCHANNEL_REQUIRE_EXTENSIONS")
 if NO_EXTENSIONS and REQUIRE_EXTENSIONS:
     raise ImportError("FCHANNEL_NO_EXTENSIONS and FCHANNEL_REQUIRE_EXTENSIONS are both set")
 
-core: ModuleType   # Event, TransactionBase
+event: ModuleType  # Event, check_headers, check_body
 codec: ModuleType  # FileChannel record codec and log-file I/O
 queue: ModuleType  # FileChannel event queue
 
 
+def _event_source() -> ModuleType:
+    """``_event.py`` loaded as Python even where its compiled module sits
+    beside it (which an ordinary import would pick)."""
+    name = "fchannel._event_py"
+    if name in sys.modules:
+        return sys.modules[name]
+    path = os.path.join(os.path.dirname(__file__), "_event.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def _load_pure() -> None:
-    global core, codec, queue
-    from fchannel import _core_py
+    global event, codec, queue
     from fchannel.file import _codec_py, _queue_py
 
-    core, codec, queue = _core_py, _codec_py, _queue_py
+    event, codec, queue = _event_source(), _codec_py, _queue_py
+
+
+def _compiled(mod: ModuleType) -> bool:
+    return not (mod.__file__ or "").endswith(".py")
 
 
 if NO_EXTENSIONS:
@@ -42,10 +65,12 @@ if NO_EXTENSIONS:
     COMPILED = False
 else:
     try:
-        from fchannel import _core
+        from fchannel import _event
         from fchannel.file import _codec, _queue  # type: ignore[attr-defined]
 
-        core, codec, queue = _core, _codec, _queue
+        if not _compiled(_event):
+            raise ImportError("fchannel._event is not compiled")
+        event, codec, queue = _event, _codec, _queue
         COMPILED = True
     except ImportError as exc:
         if REQUIRE_EXTENSIONS:

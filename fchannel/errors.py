@@ -7,6 +7,8 @@ the value that was wrong.
 """
 from __future__ import annotations
 
+import errno
+
 __all__ = [
     "ChannelError",
     "ChannelFullError",
@@ -16,6 +18,9 @@ __all__ = [
     "CorruptionError",
     "ConfigError",
 ]
+
+#: the errnos that mean "the disk (or the quota) is full"
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class ChannelError(Exception):
@@ -49,3 +54,15 @@ class ConfigError(ChannelError, ValueError):
 
     It is also a :class:`ValueError`, so generic validation code catches it.
     """
+
+
+def from_os_error(exc: OSError, channel: str, doing: str) -> ChannelError:
+    """The library's error for *exc*, met while *doing* (a phrase that names
+    the file or directory): ChannelFullError when the disk is full, else a
+    ChannelError naming the channel, what failed and the errno.  Raise it
+    ``from exc``."""
+    if exc.errno in NO_SPACE:
+        return ChannelFullError(f"channel {channel!r}: no space left {doing} ({exc.strerror}); "
+                                "free some space (nothing committed was lost)")
+    code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    return ChannelError(f"channel {channel!r}: {doing} failed: {code} ({exc.strerror or exc})")

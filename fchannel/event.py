@@ -1,11 +1,12 @@
-"""Event: a byte body with string headers (compiled, see ``_compat``)."""
+"""Event: a byte body with string headers (compiled from ``_event.py``, see
+``_compat``)."""
 from typing import TYPE_CHECKING
 
-from fchannel._compat import core
+from fchannel._compat import event as _event
 
-if TYPE_CHECKING:  # both implementations share the twin's interface
-    from fchannel._core_py import Event
+if TYPE_CHECKING:  # both implementations come from the same source
+    from fchannel._event import Event
 else:
-    Event = core.Event
+    Event = _event.Event
 
 __all__ = ["Event"]

@@ -2,7 +2,7 @@
 
 - Every test fails if its stderr shows "Exception ignored" (an error swallowed
   inside a compiled module or a __del__).
-- ``core_impl`` runs a test against both the compiled core and its pure twin.
+- ``core_impl`` runs a test against both the compiled Event and ``_event.py`` as Python.
 """
 from __future__ import annotations
 
@@ -28,17 +28,19 @@ def _no_ignored_exceptions(capfd):
         pytest.fail("stderr shows an ignored exception:\n" + err)
 
 
-def _core_modules():
-    mods = [importlib.import_module("fchannel._core_py")]
+def event_modules():
+    """The Event modules to test: the compiled one (unless this run uses the
+    pure forms on purpose) and ``_event.py`` run as Python."""
+    from fchannel import _compat
+    mods = [_compat._event_source()]
     if not os.environ.get("FCHANNEL_NO_EXTENSIONS"):
-        try:
-            mods.insert(0, importlib.import_module("fchannel._core"))
-        except ImportError:  # pragma: no cover - the package test catches this
-            pass
+        mod = importlib.import_module("fchannel._event")
+        if _compat._compiled(mod):
+            mods.insert(0, mod)
     return mods
 
 
-@pytest.fixture(params=_core_modules(), ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+@pytest.fixture(params=event_modules(), ids=lambda m: m.__name__.rsplit(".", 1)[-1])
 def core_impl(request):
     return request.param
 

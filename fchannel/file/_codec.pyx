@@ -17,7 +17,8 @@ from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
-from fchannel._core cimport Event
+from fchannel._event cimport Event
+from fchannel._event import check_headers
 
 import array as _pyarray
 import os
@@ -48,8 +49,8 @@ cdef Py_ssize_t HDR = F.RECORD_HEADER_SIZE
 cdef Py_ssize_t CRC_OFFSET = F.CRC_OFFSET
 cdef Py_ssize_t CRC_END = F.CRC_END
 cdef Py_ssize_t WOID_OFFSET = F.WOID_OFFSET
-cdef Py_ssize_t SPAN_LIMIT = 1 << 20
-cdef Py_ssize_t READ_AHEAD = 1 << 12
+cdef Py_ssize_t SPAN_LIMIT = F.SPAN_LIMIT
+cdef Py_ssize_t READ_AHEAD = F.READ_AHEAD
 
 
 # ---- little-endian helpers ----------------------------------------------------
@@ -116,15 +117,15 @@ cdef Py_ssize_t _encode_put(bytearray buf, uint64_t txn_id, Event event) except 
     cdef const char* kp
     cdef const char* vp
     for k, v in headers.items():
+        # headers is a mutable dict: it may have changed since the Event was made
         if type(k) is not str or type(v) is not str:
-            raise TypeError(f"Event header {k!r} must map str to str, got "
-                            f"{type(k).__name__} -> {type(v).__name__}")
+            check_headers(headers)   # raises, naming the header
         try:
             PyUnicode_AsUTF8AndSize(k, &ks)
             PyUnicode_AsUTF8AndSize(v, &vs)
-        except UnicodeEncodeError as exc:
-            raise ValueError(f"Event header {k!r} is not valid UTF-8 text "
-                             f"({exc.reason})") from None
+        except UnicodeEncodeError:
+            check_headers(headers)
+            raise
         n += 8 + ks + vs
     if n > F.MAX_RECORD_SIZE:
         raise ValueError(f"event of {n} bytes is larger than a record can be")
@@ -332,7 +333,8 @@ cdef Event _decode_put(const uint8_t* p, Py_ssize_t length):
         headers[key] = _utf8(p + q + 4, vs)
         q += 4 + vs
     bs = _r32(p + q)
-    cdef Event e = Event.__new__(Event, PyBytes_FromStringAndSize(<const char*>p + q + 4, bs))
+    cdef Event e = Event.__new__(Event)
+    e._body = PyBytes_FromStringAndSize(<const char*>p + q + 4, bs)
     e._headers = headers
     return e
 

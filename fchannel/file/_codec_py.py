@@ -8,8 +8,9 @@ import os
 import struct
 import zlib
 from collections.abc import Iterable, Mapping
+from typing import Any
 
-from fchannel._core_py import Event as _PyEvent
+from fchannel._compat import _event_source
 from fchannel.errors import CorruptionError
 from fchannel.file import format as F
 
@@ -18,8 +19,8 @@ _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _I64 = struct.Struct("<q")
 _HEAD = F.RECORD_HEADER
-SPAN_LIMIT = 1 << 20
-READ_AHEAD = 1 << 12
+#: Event and its header rules, from ``_event.py`` run as Python (the pure form)
+_event: Any = _event_source()
 
 
 def crc(data, value: int = 0) -> int:
@@ -37,14 +38,11 @@ def _header(rtype: int, length: int, txn_id: int) -> bytes:
 def encode_put(buf: bytearray, txn_id: int, event) -> int:
     parts = [_U32.pack(len(event.headers))]
     for k, v in event.headers.items():
-        if type(k) is not str or type(v) is not str:
-            raise TypeError(f"Event header {k!r} must map str to str, got "
-                            f"{type(k).__name__} -> {type(v).__name__}")
-        try:
+        try:  # headers is a mutable dict: it may have changed since the Event was made
             kb, vb = k.encode("utf-8"), v.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ValueError(f"Event header {k!r} is not valid UTF-8 text "
-                             f"({exc.reason})") from None
+        except (AttributeError, UnicodeEncodeError):
+            _event.check_headers(event.headers)   # raises, naming the header
+            raise
         parts += [_U32.pack(len(kb)), kb, _U32.pack(len(vb)), vb]
     parts += [_U32.pack(len(event.body)), event.body]
     payload = b"".join(parts)
@@ -186,7 +184,10 @@ def _decode_put(rec, length: int):
         headers[key] = _utf8(rec[q + 4:q + 4 + vs])
         q += 4 + vs
     bs = _U32.unpack_from(rec, q)[0]
-    return _PyEvent(bytes(rec[q + 4:q + 4 + bs]), headers)
+    e = _event.Event.__new__(_event.Event)
+    e._body = bytes(rec[q + 4:q + 4 + bs])
+    e._headers = headers
+    return e
 
 
 def _decode_marks(rec) -> dict[str, int]:
@@ -315,8 +316,8 @@ def read_events(fd: int, pointers) -> list:
     if not offs:
         return out
     lo, hi = min(offs), max(offs)
-    if hi - lo <= SPAN_LIMIT:
-        buf = _pread_full(fd, hi - lo + READ_AHEAD, lo)
+    if hi - lo <= F.SPAN_LIMIT:
+        buf = _pread_full(fd, hi - lo + F.READ_AHEAD, lo)
         mv = memoryview(buf)
         for i, off in enumerate(offs):
             rel = off - lo

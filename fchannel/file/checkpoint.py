@@ -14,7 +14,6 @@ checkpoint, with ``backupComplete`` written last.
 """
 from __future__ import annotations
 
-import errno
 import mmap
 import os
 import shutil
@@ -22,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 
 from fchannel._compat import codec
-from fchannel.errors import ChannelFullError, CorruptionError
+from fchannel.errors import NO_SPACE, CorruptionError, from_os_error
 from fchannel.file import fchannel_pb2 as pb
 from fchannel.file import format as F
 from fchannel.file.log import fsync_dir, read_framed, write_framed
@@ -75,7 +74,9 @@ def _read_inflight(path: str, magic: bytes, woid: int) -> dict[int, list[int]]:
 class CheckpointStore:
     """The checkpoint directory of one channel."""
 
-    def __init__(self, directory: str, capacity: int, backup_dir: str | None = None) -> None:
+    def __init__(self, directory: str, capacity: int, backup_dir: str | None = None,
+                 name: str = "file-channel") -> None:
+        self.name = name
         self.dir = directory
         self.capacity = capacity
         self.backup_dir = backup_dir
@@ -173,10 +174,9 @@ class CheckpointStore:
             try:
                 os.posix_fallocate(fd, 0, size)
             except OSError as exc:
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise ChannelFullError(
-                        f"{self.path}: no space for a checkpoint of {size} bytes "
-                        f"({exc.strerror}); free some space and reopen") from exc
+                if exc.errno in NO_SPACE:
+                    raise from_os_error(exc, self.name, f"for a checkpoint of {size} bytes "
+                                        f"in {self.path}") from exc
                 os.ftruncate(fd, size)
                 codec.pwrite_all(fd, bytes(size), 0)
             header = F.CHECKPOINT_HEADER.pack(F.CHECKPOINT_MAGIC, F.CHECKPOINT_VERSION, 0,

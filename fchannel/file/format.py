@@ -36,6 +36,20 @@ MAX_RECORD_SIZE = 0xFFFFFFFF
 COMMIT_PUTS = 1
 COMMIT_TAKES = 2
 
+# ---- scan results ----------------------------------------------------------------
+#: ``scan`` returns its records flattened into one int64 array, REC_FIELDS per
+#: record: type, transaction id, write-order id, offset in the file, and aux
+#: (the pointer of a take; ``kind | has_marks << 8`` of a commit; else 0).
+#: Read them as ``recs[i + REC_WOID]`` for i in range(0, len(recs), REC_FIELDS).
+REC_FIELDS = 5
+REC_TYPE, REC_TXN, REC_WOID, REC_OFFSET, REC_AUX = range(REC_FIELDS)
+
+# ---- reading events by pointer -------------------------------------------------------
+#: events whose offsets lie within this span are fetched with one pread
+SPAN_LIMIT = 1 << 20
+#: read this much past the last offset of a span (the last record's length)
+READ_AHEAD = 1 << 12
+
 # ---- event pointers ------------------------------------------------------------
 MAX_FILE_SIZE = 0xFFFFFFFF      # offsets must fit in the low 32 bits of a pointer
 MAX_FILE_ID = 0x7FFFFFFF        # pointers are signed int64

@@ -7,8 +7,6 @@ pread, fdatasync with the GIL released) are in the codec selected by
 """
 from __future__ import annotations
 
-import errno
-import json
 import logging
 import mmap
 import os
@@ -20,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from fchannel._compat import codec, queue
-from fchannel.errors import ChannelError, ChannelFullError, CorruptionError
+from fchannel.errors import NO_SPACE, ChannelError, ChannelFullError, CorruptionError, from_os_error
 from fchannel.file import fchannel_pb2 as pb
 from fchannel.file import format as F
 
@@ -103,56 +101,6 @@ def decode_log_header(data: bytes, path: str = "log") -> tuple[int, int]:
     if version != F.LOG_VERSION:
         raise CorruptionError(f"{path}: unsupported log version {version}")
     return file_id, created
-
-
-# ---- the GC journal ------------------------------------------------------------------
-def write_gc_journal(checkpoint_dir: str, file_ids: Iterable[int]) -> None:
-    """Name, durably, the logs about to be deleted together."""
-    path = os.path.join(checkpoint_dir, F.GC_JOURNAL_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="ascii") as f:
-        json.dump({"delete": sorted(file_ids)}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(checkpoint_dir)
-
-
-def clear_gc_journal(checkpoint_dir: str) -> None:
-    try:
-        os.unlink(os.path.join(checkpoint_dir, F.GC_JOURNAL_FILE))
-    except FileNotFoundError:
-        pass
-
-
-def finish_gc(checkpoint_dir: str, data_dirs: list[str], name: str) -> list[int]:
-    """Delete the logs (and their .meta) of a deletion a kill interrupted;
-    returns their ids.  A journal that cannot be read is dropped: it is
-    written whole (tmp + rename), so that is not a half-done deletion."""
-    path = os.path.join(checkpoint_dir, F.GC_JOURNAL_FILE)
-    if not os.path.exists(path):
-        return []
-    try:
-        with open(path, encoding="ascii") as f:
-            ids = [int(i) for i in json.load(f)["delete"]]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("%s: ignoring unreadable %s: %s", name, path, exc)
-        ids = []
-    wanted = set(ids)
-    for fid, _di, lpath in list_logs(data_dirs):
-        if fid in wanted:
-            for p in (lpath + F.META_SUFFIX, lpath):
-                try:
-                    os.unlink(p)
-                except FileNotFoundError:
-                    pass
-    if ids:
-        for d in data_dirs:
-            fsync_dir(d)
-        log.info("%s: finished deleting %d log file(s) a stop interrupted: %s", name,
-                 len(ids), ", ".join(f"log-{i}" for i in ids))
-    clear_gc_journal(checkpoint_dir)
-    return ids
 
 
 def log_path(data_dir: str, file_id: int) -> str:
@@ -282,10 +230,9 @@ class Log:
                     os.unlink(path)
                 except OSError:
                     pass
-            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise ChannelFullError(
-                    f"channel {self.name!r}: no space left in {self.data_dirs[i]!r} for a new "
-                    f"log file ({exc.strerror}); nothing committed was lost") from exc
+            if isinstance(exc, OSError) and exc.errno in NO_SPACE:
+                raise from_os_error(exc, self.name, f"in {self.data_dirs[i]!r} for a new "
+                                    "log file") from exc
             raise
         self.next_file_id += 1
         old = self.writers[i]
@@ -407,11 +354,9 @@ class Log:
                 os.ftruncate(w.fd, w.offset)
             except OSError:
                 pass
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise ChannelFullError(
-                    f"channel {self.name!r}: no space left in {self.data_dirs[w.info.dir_index]!r} "
-                    f"({exc.strerror}); nothing committed was lost") from exc
-            raise ChannelError(f"channel {self.name!r}: write to {w.info.path} failed: {exc}") from exc
+            where = (f"in {self.data_dirs[w.info.dir_index]!r}" if exc.errno in NO_SPACE
+                     else f"writing {w.info.path}")
+            raise from_os_error(exc, self.name, where) from exc
         w.offset += len(data)
         self.bytes_written += len(data)
 
@@ -503,8 +448,9 @@ class Log:
                 finally:
                     data.close()
                 if not damage:
-                    targets = {recs[k + 4] >> 32 for k in range(0, len(recs), 5)
-                               if recs[k] == F.REC_TAKE}
+                    targets = {recs[k + F.REC_AUX] >> 32
+                               for k in range(0, len(recs), F.REC_FIELDS)
+                               if recs[k + F.REC_TYPE] == F.REC_TAKE}
             except (OSError, ValueError):   # ValueError: an empty file cannot be mapped
                 pass
             info.take_targets = targets

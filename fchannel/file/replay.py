@@ -113,7 +113,7 @@ def _scan_file(fid: int, di: int, path: str, ckpt_woid: int, have_ckpt: bool,
     finally:
         os.close(fd)
     recs, good_end, damage = codec.scan(mm, start)
-    short = _truncated(meta, start, recs[len(recs) - 3] if len(recs) else None)
+    short = _truncated(meta, start, recs[len(recs) - F.REC_FIELDS + F.REC_WOID] if len(recs) else None)
     for dstart, dend, kind in damage:
         if kind == "tail" and not (meta is not None and meta.closed) and short is None:
             result.damage.append(Damage(path, dstart, dend, "torn", "(cut off)"))
@@ -124,9 +124,9 @@ def _scan_file(fid: int, di: int, path: str, ckpt_woid: int, have_ckpt: bool,
     if short is not None and not any(kind == "tail" for _s, _e, kind in damage):
         result.damage.append(Damage(path, good_end, size, "tail", short))
     if len(recs):
-        info.last_woid = max(info.last_woid, recs[len(recs) - 3])
-        if created == 0 or created > recs[2]:
-            info.created_woid = min(created or recs[2], recs[2])
+        info.last_woid = max(info.last_woid, recs[len(recs) - F.REC_FIELDS + F.REC_WOID])
+        if created == 0 or created > recs[F.REC_WOID]:
+            info.created_woid = min(created or recs[F.REC_WOID], recs[F.REC_WOID])
     return info, recs, mm
 
 
@@ -193,17 +193,17 @@ def replay(lg: Log, queue, ckpt: LoadedCheckpoint | None, *, fast: bool, mode: s
 def _ordered(streams):
     """Yield ``(fid, recs, index)`` in write-order id order across files.
     Files whose id ranges do not overlap are read one after the other."""
-    spans = sorted((recs[2], recs[len(recs) - 3], fid, recs) for fid, recs in streams)
+    spans = sorted((recs[F.REC_WOID], recs[len(recs) - F.REC_FIELDS + F.REC_WOID], fid, recs) for fid, recs in streams)
     overlap = any(spans[k][1] > spans[k + 1][0] for k in range(len(spans) - 1))
     if not overlap:
         for _first, _last, fid, recs in spans:
-            for i in range(0, len(recs), 5):
+            for i in range(0, len(recs), F.REC_FIELDS):
                 yield fid, recs, i
         return
 
     def walk(fid, recs):
-        for i in range(0, len(recs), 5):
-            yield recs[i + 2], fid, i
+        for i in range(0, len(recs), F.REC_FIELDS):
+            yield recs[i + F.REC_WOID], fid, i
 
     by_fid = {fid: recs for _f, _l, fid, recs in spans}
     for _w, fid, i in heapq.merge(*(walk(fid, recs) for _f, _l, fid, recs in spans)):
@@ -239,10 +239,10 @@ def _apply(streams, maps, queue, ckpt, woid_floor, fast, result) -> None:
     max_txn = max([*pending_puts, *ckpt_takes, 0])
     expect = woid_floor + 1 if ckpt is not None else None
     for fid, recs, i in _ordered(streams):
-        txn = recs[i + 1]
+        txn = recs[i + F.REC_TXN]
         if txn > max_txn:
             max_txn = txn
-        woid = recs[i + 2]
+        woid = recs[i + F.REC_WOID]
         if woid <= woid_floor:
             continue
         if expect is not None:
@@ -254,20 +254,20 @@ def _apply(streams, maps, queue, ckpt, woid_floor, fast, result) -> None:
                     f"checkpoint are in no log file (a log file deleted or damaged?)"))
             expect = max(expect, woid + 1)
         n += 1
-        rtype = recs[i]
+        rtype = recs[i + F.REC_TYPE]
         if rtype == F.REC_PUT:
             ptrs = pending_puts.get(txn)
             if ptrs is None:
-                pending_puts[txn] = [(fid << 32) | recs[i + 3]]
+                pending_puts[txn] = [(fid << 32) | recs[i + F.REC_OFFSET]]
             else:
-                ptrs.append((fid << 32) | recs[i + 3])
+                ptrs.append((fid << 32) | recs[i + F.REC_OFFSET])
         elif rtype == F.REC_TAKE:
-            pending_takes.setdefault(txn, []).append(recs[i + 4])
+            pending_takes.setdefault(txn, []).append(recs[i + F.REC_AUX])
         elif rtype == F.REC_COMMIT:
-            aux = recs[i + 4]
+            aux = recs[i + F.REC_AUX]
             if aux >> 8:
                 try:
-                    marks.update(codec.decode_record(maps[fid], recs[i + 3])[4][2])
+                    marks.update(codec.decode_record(maps[fid], recs[i + F.REC_OFFSET])[4][2])
                 except CorruptionError:  # pragma: no cover - scan validated it
                     pass
             if (aux & 0xFF) == F.COMMIT_PUTS:

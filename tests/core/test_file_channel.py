@@ -217,7 +217,7 @@ def test_full_channel_waits_keep_alive_then_refuses(tmp_path):
 
     t = threading.Thread(target=consume)
     t.start()
-    ch._keep_alive = 5   # now a put waits for the consumer's commit
+    ch._settings.keep_alive = 5   # now a put waits for the consumer's commit
     with ch.transaction() as tx:
         tx.put(ev(100))
     t.join(5)
@@ -262,7 +262,7 @@ def test_oversized_event_is_refused_and_transaction_stays_usable(tmp_path):
 
 
 def test_big_transactions_flush_early_and_survive(tmp_path, monkeypatch):
-    from fchannel.file import channel as chmod
+    from fchannel.file import transaction as chmod
     monkeypatch.setattr(chmod, "FLUSH_BYTES", 2000)
     ch = open_ch(tmp_path, checkpoint_on_close=False)
     events = [ev(i, 100) for i in range(200)]
@@ -380,7 +380,7 @@ def test_from_properties_takes_flume_names_and_units(tmp_path):
         "fsyncInterval": "2", "checkpointOnClose": "true", "use-fast-replay": "false",
     }, name="c1")
     assert (ch.capacity, ch.transaction_capacity, ch.name) == (5000, 500, "c1")
-    assert ch._checkpoint_interval == 0.25 and ch._max_file_size == 4096
+    assert ch._settings.checkpoint_interval == 0.25 and ch._settings.max_file_size == 4096
     assert ch.data_dirs == [str(tmp_path / "a"), str(tmp_path / "b")]
     ch.close()
     assert (tmp_path / "bk" / "backupComplete").exists()

@@ -6,8 +6,6 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from fchannel import Event, FileChannel
 from fchannel.file import format as F
@@ -164,83 +162,3 @@ def test_inspect_and_check_commands(tmp_path):
     ch = open_ch(tmp_path)
     assert ch.size == 45
     ch.close()
-
-
-# ---- the compiled modules and their twins agree ------------------------------------------
-def _twins():
-    from fchannel.file import _codec_py, _queue_py
-    try:
-        from fchannel.file import _codec, _queue
-    except ImportError:
-        pytest.skip("compiled modules not built")
-    return _codec, _codec_py, _queue, _queue_py
-
-
-headers_st = st.dictionaries(st.text(max_size=10), st.text(max_size=10), max_size=5)
-events_st = st.lists(st.tuples(st.binary(max_size=300), headers_st), max_size=8)
-marks_st = st.dictionaries(st.text(min_size=1, max_size=12),
-                           st.integers(-(1 << 63), (1 << 63) - 1), max_size=4)
-
-
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(events=events_st, takes=st.lists(st.integers(0, (1 << 62)), max_size=5),
-       marks=marks_st, txn=st.integers(0, (1 << 64) - 1), woid=st.integers(1, 1 << 40))
-def test_compiled_and_pure_codecs_write_identical_bytes(events, takes, marks, txn, woid):
-    from fchannel import _core, _core_py
-    c, p, _q, _qp = _twins()
-    out = []
-    for mod, E in ((c, _core.Event), (p, _core_py.Event)):
-        buf, starts = bytearray(), []
-        mod.encode_puts(buf, txn, [E(b, h) for b, h in events], starts)
-        mod.encode_takes(buf, txn, takes)
-        mod.encode_commit(buf, txn, F.COMMIT_PUTS, len(events), marks)
-        mod.encode_rollback(buf, txn)
-        nxt = mod.finalize(buf, 0, woid)
-        recs, end, damage = mod.scan(bytes(buf), 0)
-        decoded = [mod.decode_record(buf, s)[4] for s in starts]
-        out.append((bytes(buf), starts, nxt, list(recs), end, damage,
-                    [(e.body, e.headers) for e in decoded],
-                    # the commit is the second-last record; field 3 of a record is its offset
-                    mod.decode_record(buf, recs[len(recs) - 10 + 3])[4]))
-    assert out[0] == out[1]
-    assert out[0][6] == [(b, h) for b, h in events]
-    assert out[0][7] == (F.COMMIT_PUTS, len(events), marks)
-
-
-@settings(max_examples=150, deadline=None)
-@given(data=st.binary(max_size=400), start=st.integers(0, 50))
-def test_compiled_and_pure_scan_agree_on_garbage(data, start):
-    c, p, _q, _qp = _twins()
-    assert c.scan(data, start)[1:] == p.scan(data, start)[1:]
-    assert list(c.scan(data, start)[0]) == list(p.scan(data, start)[0])
-
-
-@settings(max_examples=100, deadline=None)
-@given(ops=st.lists(st.tuples(st.sampled_from(["tail", "head", "pop", "remove", "ckpt"]),
-                              st.lists(st.integers(0, 1 << 40), max_size=4)), max_size=40))
-def test_compiled_and_pure_queues_agree(ops):
-    import array
-    _c, _p, q, qp = _twins()
-    a, b = q.EventQueue(16), qp.EventQueue(16)
-    ra, rb = array.array("q", bytes(128)), array.array("q", bytes(128))
-    for op, vals in ops:
-        if op in ("tail", "head"):
-            if a.size + len(vals) > 16:
-                with pytest.raises(OverflowError):
-                    getattr(a, "add_" + op)(vals)
-                with pytest.raises(OverflowError):
-                    getattr(b, "add_" + op)(vals)
-                continue
-            getattr(a, "add_" + op)(vals)
-            getattr(b, "add_" + op)(vals)
-        elif op == "pop":
-            assert a.pop_head(len(vals)) == b.pop_head(len(vals))
-        elif op == "remove" and vals:
-            assert a.remove(vals[0]) == b.remove(vals[0])
-        else:
-            assert a.write_dirty(ra) == b.write_dirty(rb)
-            assert ra == rb
-        assert (a.to_list(), a.head, a.size, a.refs()) == (b.to_list(), b.head, b.size, b.refs())
-    a.write_dirty(ra)
-    b.write_dirty(rb)
-    assert q.ring_refs(ra, a.head, a.size) == qp.ring_refs(rb, b.head, b.size) == a.refs()

@@ -29,8 +29,8 @@ def test_errors_form_one_hierarchy():
 def test_normal_install_loads_compiled_modules():
     assert fchannel.COMPILED is True
     from fchannel import _compat
-    assert _compat.core.__name__ == "fchannel._core"
-    assert _compat.core.__file__.endswith((".so", ".pyd"))
+    for mod in (_compat.event, _compat.codec, _compat.queue):
+        assert mod.__file__.endswith((".so", ".pyd")), mod
 
 
 def _run(code, *flags, **env):
@@ -45,7 +45,7 @@ def test_no_extensions_switch_selects_the_pure_twins():
     r = _run("import fchannel; print(fchannel.COMPILED, fchannel.Event.__module__)",
              FCHANNEL_NO_EXTENSIONS="1")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["False", "fchannel._core_py"]
+    assert r.stdout.split() == ["False", "fchannel._event_py"]
 
 
 def test_require_extensions_fails_loudly_when_compiled_modules_are_missing(tmp_path):

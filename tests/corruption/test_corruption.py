@@ -31,7 +31,7 @@ import pytest
 
 from fchannel import CorruptionError, Event, FileChannel
 from fchannel._compat import codec
-from fchannel.file import channel as chmod
+from fchannel.file import transaction as chmod
 from fchannel.file import format as F
 from fchannel.file.log import list_logs
 

@@ -38,7 +38,7 @@ def event_for(i: int):
 
 def install_hooks(phase: str, pause: float, rng: random.Random) -> None:
     """Make the instants the parent wants to hit last long enough to be hit."""
-    from fchannel.file import channel as chmod
+    from fchannel.file import transaction as chmod
     from fchannel.file import checkpoint as ckmod
     from fchannel.file import log as logmod
 

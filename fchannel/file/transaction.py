@@ -1,0 +1,101 @@
+"""FileTransaction: one transaction on a FileChannel, owning its record
+buffer and what it staged, put or took.  The channel's commit path
+(``commit.py``) writes what the transaction holds and resets it."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fchannel._compat import codec
+from fchannel.errors import ChannelError, TransactionError
+from fchannel.event import Event
+from fchannel.file import format as F
+from fchannel.transaction import Transaction
+
+if TYPE_CHECKING:
+    from fchannel.file.channel import FileChannel
+
+#: a put transaction writes its buffer out early once it holds this much
+FLUSH_BYTES = 4 << 20
+
+
+class FileTransaction(Transaction):
+    """A transaction on a :class:`FileChannel` (see :class:`Transaction`)."""
+
+    def __init__(self, channel: FileChannel, txn_id: int, dir_index: int) -> None:
+        super().__init__(channel.transaction_capacity)
+        self._ch = channel
+        self.id = txn_id
+        self.dir = dir_index              # the data dir all its records go to
+        self.buf = bytearray()            # records not written yet
+        self.starts: list[int] = []       # offsets of the put records in buf
+        self.flushed: list[int] = []      # pointers of put records already in the log
+        self.pending = 0                  # events staged (buffered or flushed)
+        self.taken: list[int] = []        # pointers taken, in order
+        self.marks: dict[str, int] | None = None
+        self.attempts = 0                 # events offered to put
+        self.wrote = False                # some of its records may be in the log
+        self.failed: str | None = None    # why it can only be rolled back
+
+    def set_mark(self, key: str, value: int) -> None:
+        """Commit ``key = value`` atomically with this transaction; the
+        channel's :attr:`FileChannel.marks` holds the latest committed value
+        per key across restarts (e.g. the next Kafka offset of a partition)."""
+        if self.state != "OPEN":
+            raise TransactionError(f"cannot set a mark: transaction is {self.state}, "
+                                   "set_mark needs OPEN")
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"mark key must be a non-empty str, got {key!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or \
+                not -(1 << 63) <= value < (1 << 63):
+            raise TypeError(f"mark {key!r} must be a 64-bit int, got {value!r}")
+        if self.marks is None:
+            self.marks = {}
+        self.marks[key] = value
+
+    # ---- what the commit path uses ------------------------------------------------
+    def stage(self, events: list[Event], max_record: int) -> None:
+        """Encode put records for *events* into the buffer; on any error
+        (a record over *max_record* bytes among them) the buffer is as before."""
+        mark = len(self.buf)
+        nstarts = len(self.starts)
+        try:
+            codec.encode_puts(self.buf, self.id, events, self.starts)
+            if len(self.buf) - mark > max_record:  # some record may be too big: look at each
+                for k in range(nstarts, len(self.starts)):
+                    end = self.starts[k + 1] if k + 1 < len(self.starts) else len(self.buf)
+                    if end - self.starts[k] > max_record:
+                        raise ChannelError(
+                            f"event {k - nstarts} of {end - self.starts[k]} bytes (as a record) "
+                            f"does not fit in max_file_size={max_record + F.LOG_HEADER_SIZE}")
+        except BaseException:
+            del self.buf[mark:]
+            del self.starts[nstarts:]
+            raise
+        self.pending += len(events)
+
+    def wants_flush(self) -> bool:
+        return len(self.buf) >= FLUSH_BYTES
+
+    def written(self) -> None:
+        """The buffer reached the log: start a new one."""
+        self.buf = bytearray()
+        self.starts = []
+
+    def reset_puts(self) -> None:
+        """After a commit or rollback of puts."""
+        self.written()
+        self.flushed = []
+        self.pending = 0
+
+    # ---- the state machine's hooks ---------------------------------------------------
+    def _do_put(self, events: list[Event]) -> None:
+        self._ch._put(self, events)
+
+    def _do_take(self, n: int) -> list[Event]:
+        return self._ch._take(self, n)
+
+    def _do_commit(self) -> None:
+        self._ch._commit(self)
+
+    def _do_rollback(self) -> None:
+        self._ch._rollback(self)
