@@ -215,41 +215,45 @@ class Framer:
 
     def feed(self, data: bytes) -> list[tuple[bytes, bool]]:
         out: list[tuple[bytes, bool]] = []
-        self.buf += data
-        while self.buf:
+        buf = self.buf
+        buf += data
+        n = len(buf)
+        pos = 0          # what is before pos is consumed (cut off once, at the end)
+        while pos < n:
             if self.remaining > 0:
-                take = min(self.remaining, len(self.buf))
-                self.frame += self.buf[:take]
-                del self.buf[:take]
+                take = min(self.remaining, n - pos)
+                self.frame += buf[pos:pos + take]
+                pos += take
                 self.remaining -= take
                 self._pieces(out)
                 if self.remaining == 0:
                     self._pieces_exact(out)
                     self.remaining = -1
                 continue
-            if not self.frame and self.buf[:1].isdigit():
+            if not self.frame and buf[pos:pos + 1].isdigit():
                 # a length prefix? digits then a space
-                i = 0
-                while i < len(self.buf) and i <= MAX_LENGTH_DIGITS and self.buf[i:i + 1].isdigit():
+                i = pos
+                while i < n and i - pos <= MAX_LENGTH_DIGITS and buf[i:i + 1].isdigit():
                     i += 1
-                if i == len(self.buf) and i <= MAX_LENGTH_DIGITS:
+                if i == n and i - pos <= MAX_LENGTH_DIGITS:
                     break                     # wait for the byte after the digits
-                if self.buf[i:i + 1] == b" " and self.buf[:1] != b"0":
-                    self.remaining = int(self.buf[:i])
-                    del self.buf[:i + 1]
+                if buf[i:i + 1] == b" " and buf[pos:pos + 1] != b"0":
+                    self.remaining = int(buf[pos:i])
+                    pos = i + 1
                     continue
-            idx = self.buf.find(b"\n")
+            idx = buf.find(b"\n", pos)
             if idx < 0:
-                self.frame += self.buf
-                self.buf.clear()
+                self.frame += buf[pos:]
+                pos = n
                 self.remaining = -1
                 self._pieces(out)
                 break
-            self.frame += self.buf[:idx]
-            del self.buf[:idx + 1]
+            self.frame += buf[pos:idx]
+            pos = idx + 1
             if self.frame.endswith(b"\r"):
                 del self.frame[-1:]
             self._pieces_exact(out)
+        del buf[:pos]
         return out
 
     def _pieces_exact(self, out: list[tuple[bytes, bool]]) -> None:
