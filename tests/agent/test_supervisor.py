@@ -185,3 +185,39 @@ a1.sinks.k1.channel = c1
     msgs = [r.getMessage() for r in caplog.records if r.name == "fchannel.sink.k1"]
     assert any("sink 'k1' failed to start (permission problem): [Errno 13] Permission denied"
                in m for m in msgs), msgs
+
+
+def test_kafka_source_with_its_broker_unreachable_does_not_stop_the_agent(agents, tmp_path):
+    """The issue's case: a kafka source whose broker is down fails to start;
+    the agent keeps serving its other source and retries the kafka one."""
+    nc_port, dead_port, mport = free_port(), free_port(), free_port()
+    conf = write_conf(tmp_path / "k.properties", f"""
+a1.sources = k nc
+a1.channels = c1 c2
+a1.sinks = k1
+a1.sources.k.type = kafka
+a1.sources.k.channels = c1
+a1.sources.k.kafka.bootstrap.servers = 127.0.0.1:{dead_port}
+a1.sources.k.kafka.topics = orders,payments
+a1.sources.k.kafka.consumer.api.version.auto.timeout.ms = 500
+a1.sources.nc.type = netcat
+a1.sources.nc.bind = 127.0.0.1
+a1.sources.nc.port = {nc_port}
+a1.sources.nc.channels = c2
+a1.channels.c1.type = file
+a1.channels.c1.checkpointDir = ./c1/cp
+a1.channels.c1.dataDirs = ./c1/data
+a1.channels.c1.minimumRequiredSpace = 0
+a1.channels.c2.type = memory
+a1.sinks.k1.type = logger
+a1.sinks.k1.channel = c2
+""")
+    agent = agents(conf, "a1", tmp_path, ["--monitoring-host", "127.0.0.1",
+                                          "--monitoring", "http", "--port", str(mport)])
+    assert "source 'k' failed to start" in agent.output()
+    assert send_lines(nc_port, [b"served meanwhile"]) == [b"OK"]
+    wait_for(lambda: "served meanwhile" in agent.output(), 10, what="the line logged")
+    wait_for(lambda: int(http_get_json(mport)["SOURCE.k"]["FailureCount"]) >= 2, 30,
+             what="the kafka source retried")
+    assert agent.proc.poll() is None
+    assert agent.terminate() == 0
