@@ -45,11 +45,9 @@ from fchannel.agent.component import EventDrivenSource
 from fchannel.agent.properties import Context
 from fchannel.errors import ChannelError
 from fchannel.event import Event
+from fchannel.sources._tls import server_tls
 
 _HANDLERS = {"org.apache.flume.source.http.jsonhandler", "json", "jsonhandler"}
-_KEYSTORE = ("keystore", "keystorePassword", "keystore-password", "keystore-type",
-             "keystoreType", "exclude-protocols", "include-protocols",
-             "exclude-cipher-suites", "include-cipher-suites")
 MAX_HEADER_BYTES = 64 * 1024
 
 
@@ -99,28 +97,8 @@ class HTTPSource(EventDrivenSource):
         self.max_connections = ctx.integer("maxConnections", 1000, minimum=1)
         self.threads = ctx.integer("QueuedThreadPool.maxThreads", 10, minimum=1)
         use_ssl = ctx.boolean("ssl", False) or ctx.boolean("enableSSL", False)
-        self.ssl_context: ssl.SSLContext | None = None
-        if use_ssl:
-            for k in _KEYSTORE:
-                if k in ctx:
-                    ctx.get(k)
-                    ctx.problem(k, "Java keystores are not supported; give the certificate "
-                                   "and key as PEM files in ssl.cert and ssl.key")
-            cert = ctx.string("ssl.cert", required=True)
-            key = ctx.string("ssl.key", required=True)
-            if cert and key:
-                context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-                try:
-                    context.load_cert_chain(cert, key)
-                except FileNotFoundError as exc:
-                    ctx.problem("ssl.cert", f"cannot read {exc.filename or cert!r}: "
-                                            f"{exc.strerror}")
-                except (OSError, ssl.SSLError) as exc:
-                    ctx.problem("ssl.cert", f"cannot load the certificate and key "
-                                            f"({cert}, {key}): {exc}")
-                else:
-                    self.ssl_context = context
-        else:
+        self.ssl_context: ssl.SSLContext | None = server_tls(ctx) if use_ssl else None
+        if not use_ssl:
             for k in ("ssl.cert", "ssl.key"):
                 if ctx.get(k) is not None:
                     ctx.problem(k, "set but ssl is not true")

@@ -36,16 +36,21 @@ Properties (Flume's):
 - ``syslogudp``: ``host``, ``port``, ``keepFields``, ``clientIPHeader``,
   ``clientHostnameHeader``.
 
-Flume's TLS settings (``ssl``, ``keystore``...) are not supported here:
-``ssl = true`` is a configuration error rather than a silent plain-text port.
+TLS (``syslogtcp``, ``multiport_syslogtcp``): Flume's ``ssl = true`` with
+the certificate and key as PEM files in ``ssl.cert`` and ``ssl.key``;
+Flume's Java keystore settings (``keystore``, ``keystore-password``...) are
+reported as unsupported.  TCP connections are served by one asyncio loop, so
+idle senders cost a socket each, not a thread.
 """
 from __future__ import annotations
 
+import asyncio
 import calendar
+import concurrent.futures
 import functools
 import re
-import selectors
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterable
@@ -54,6 +59,7 @@ from typing import Any
 from fchannel.agent.component import EventDrivenSource
 from fchannel.agent.properties import Context
 from fchannel.event import Event
+from fchannel.sources._tls import server_tls
 
 STATUS = "flume.syslog.status"
 INVALID = "Invalid"
@@ -291,6 +297,7 @@ class _SyslogBase(EventDrivenSource):
     """What the three syslog sources share: properties, parsing, putting."""
 
     port_header: str | None = None
+    tls = True   # False for UDP
 
     def _configure_common(self, ctx: Context) -> None:
         self.host = ctx.string("host", required=True)
@@ -303,12 +310,16 @@ class _SyslogBase(EventDrivenSource):
         self.keep = kf
         self.ip_header = ctx.string("clientIPHeader")
         self.hostname_header = ctx.string("clientHostnameHeader")
+        self.ssl_context: ssl.SSLContext | None = None
         if ctx.boolean("ssl", False):
-            ctx.problem("ssl", "TLS is not supported by fchannel's syslog sources "
-                               "(put a TLS-terminating relay in front, or use the grpc source)")
-        for k in ("keystore", "keystore-password", "keystore-type", "exclude-protocols",
-                  "include-protocols", "exclude-cipher-suites", "include-cipher-suites"):
-            ctx.get(k)  # Flume's TLS settings: read, so they are not reported as typos
+            if not self.tls:
+                ctx.problem("ssl", "TLS needs a stream: use syslogtcp or multiport_syslogtcp")
+            else:
+                self.ssl_context = server_tls(ctx)
+        else:
+            for k in ("ssl.cert", "ssl.key"):
+                if ctx.get(k) is not None:
+                    ctx.problem(k, "set but ssl is not true")
 
     def _headers_for(self, addr: Any, port: int | None = None) -> dict[str, str]:
         h: dict[str, str] = {}
@@ -341,20 +352,13 @@ class _SyslogBase(EventDrivenSource):
             self.counter.add("EventAcceptedCount", len(events))
 
 
-class _Conn:
-    __slots__ = ("sock", "addr", "port", "framer", "headers")
-
-    def __init__(self, sock: socket.socket, addr: Any, port: int, framer: Framer,
-                 headers: dict[str, str]) -> None:
-        self.sock = sock
-        self.addr = addr
-        self.port = port
-        self.framer = framer
-        self.headers = headers
-
-
 class SyslogTcpSource(_SyslogBase):
-    """``syslogtcp``: one port; ``multiport_syslogtcp`` extends it to many."""
+    """``syslogtcp``: one port; ``multiport_syslogtcp`` extends it to many.
+
+    Connections are served by one asyncio loop (an idle sender costs a
+    socket, not a thread); what a read brings is framed, parsed and put in a
+    worker thread before the connection is read again, so a full channel
+    slows the senders down instead of filling memory."""
 
     multiport = False
 
@@ -383,98 +387,105 @@ class SyslogTcpSource(_SyslogBase):
             self.batch_size = 100
         self.event_size = ctx.integer("eventSize", 2500, minimum=1)
         self.read_size = 65536
-        self._servers: list[socket.socket] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._servers: list[Any] = []
         self._thread: threading.Thread | None = None
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self.bound_ports: list[int] = []
 
     def start(self) -> None:
-        servers = []
+        loop = asyncio.new_event_loop()
+        servers: list[Any] = []
         try:
             for p in self.ports:
-                s = socket.create_server((self.host or "0.0.0.0", p), backlog=128)
-                s.setblocking(False)
-                servers.append(s)
+                servers.append(loop.run_until_complete(asyncio.start_server(
+                    functools.partial(self._serve, p), self.host or "0.0.0.0", p,
+                    ssl=self.ssl_context, backlog=128)))
         except BaseException:
-            for s in servers:
-                s.close()
+            for srv in servers:
+                srv.close()
+            loop.close()
             raise
-        self._servers = servers
-        self.bound_ports = [s.getsockname()[1] for s in servers]
+        self._loop, self._servers = loop, servers
+        # one worker: puts keep the order of each connection's messages
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix=f"syslog-{self.name}")
+        self.bound_ports = [srv.sockets[0].getsockname()[1] for srv in servers]
         self.bound_port = self.bound_ports[0] if self.bound_ports else 0
-        self._thread = threading.Thread(target=self._loop, name=f"syslogtcp-{self.name}",
+        self._thread = threading.Thread(target=self._run, name=f"syslogtcp-{self.name}",
                                         daemon=True)
         self._thread.start()
-        self.log.info("listening on %s port(s) %s", self.host,
-                      " ".join(str(p) for p in self.bound_ports))
+        self.log.info("listening on %s port(s) %s%s", self.host,
+                      " ".join(str(p) for p in self.bound_ports),
+                      " (TLS)" if self.ssl_context else "")
 
-    def _loop(self) -> None:
-        sel = selectors.DefaultSelector()
-        conns: dict[int, _Conn] = {}
+    def _run(self) -> None:
+        assert self._loop is not None
+        asyncio.set_event_loop(self._loop)
         try:
-            for s in self._servers:
-                sel.register(s, selectors.EVENT_READ, None)
-            while not self._stopping.is_set():
-                for key, _ in sel.select(0.2):
-                    if key.data is None:
-                        self._accept(key.fileobj, sel, conns)  # type: ignore[arg-type]
-                    else:
-                        self._read(key.data, sel, conns)
-        except Exception as exc:  # the loop must not end quietly: the supervisor restarts
-            if not self._stopping.is_set():
-                self.log.exception("syslog loop failed")
+            self._loop.run_forever()
+        except Exception as exc:  # pragma: no cover - the supervisor restarts the source
+            if not self.stopping:
+                self.log.exception("the server loop failed")
                 self.died(exc)
-        finally:
-            for c in list(conns.values()):
-                self._close(c, sel, conns)
-            sel.close()
 
-    def _accept(self, srv: socket.socket, sel: selectors.BaseSelector,
-                conns: dict[int, _Conn]) -> None:
-        try:
-            sock, addr = srv.accept()
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:  # out of descriptors, say: go on serving the others
-            self.counter.add("GenericProcessingFail")
-            self.log.error("accept failed: %s", exc)
-            return
-        sock.setblocking(False)
-        port = srv.getsockname()[1]
-        c = _Conn(sock, addr, port, Framer(self.event_size or 2500),
-                  self._headers_for(addr, port if self.port_header else None))
-        conns[sock.fileno()] = c
-        sel.register(sock, selectors.EVENT_READ, c)
+    async def _serve(self, port: int, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        framer = Framer(self.event_size or 2500)
+        loop = asyncio.get_running_loop()
+        # a reverse DNS lookup may take a while: not in the loop
+        extra = await loop.run_in_executor(None, self._headers_for, peer,
+                                           port if self.port_header else None)
         self.counter.add("OpenConnectionCount")
-
-    def _read(self, c: _Conn, sel: selectors.BaseSelector, conns: dict[int, _Conn]) -> None:
         try:
-            data = c.sock.recv(self.read_size)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        frames = c.framer.feed(data) if data else c.framer.flush()
-        events = self._events(frames, c.headers)
+            while not self.stopping:
+                try:
+                    data = await reader.read(self.read_size)
+                except (ConnectionError, OSError, ssl.SSLError):
+                    data = b""
+                frames = framer.feed(data) if data else framer.flush()
+                if frames:
+                    await loop.run_in_executor(self._pool, self._deliver, frames, extra)
+                if not data:
+                    break
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            self.counter.add("GenericProcessingFail")
+            self.log.exception("unexpected error serving %s", peer)
+        finally:
+            self.counter.add("OpenConnectionCount", -1)
+            writer.close()
+
+    def _deliver(self, frames: list[tuple[bytes, bool]], extra: dict[str, str]) -> None:
+        events = self._events(frames, extra)
         for i in range(0, len(events), self.batch_size):
             self._put(events[i:i + self.batch_size])
-        if not data:
-            self._close(c, sel, conns)
-
-    def _close(self, c: _Conn, sel: selectors.BaseSelector, conns: dict[int, _Conn]) -> None:
-        conns.pop(c.sock.fileno(), None)
-        try:
-            sel.unregister(c.sock)
-        except (KeyError, ValueError):
-            pass
-        c.sock.close()
-        self.counter.add("OpenConnectionCount", -1)
 
     def stop(self) -> None:
         self._stopping.set()
-        if self._thread is not None:
+        loop = self._loop
+        if loop is not None and self._thread is not None:
+            servers = self._servers
+
+            async def shutdown() -> None:
+                for srv in servers:
+                    srv.close()
+                tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            try:
+                asyncio.run_coroutine_threadsafe(shutdown(), loop).result(10)
+            except Exception as exc:
+                self.log.warning("stopping the server: %s", exc)
+            loop.call_soon_threadsafe(loop.stop)
             self._thread.join(10)
-        for s in self._servers:
-            s.close()
+            loop.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        self._loop = self._thread = self._pool = None
         self._servers = []
 
 
@@ -484,6 +495,8 @@ class MultiportSyslogTcpSource(SyslogTcpSource):
 
 class SyslogUdpSource(_SyslogBase):
     """``syslogudp``: one datagram, one message."""
+
+    tls = False
 
     def configure(self, ctx: Context) -> None:
         self._configure_common(ctx)

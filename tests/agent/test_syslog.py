@@ -226,3 +226,50 @@ a1.sources.r1.charset.default = UTF-8
     wait_for(lambda: len(written(tmp2)) == 2, 20, what="one event per port")
     assert sorted(d["headers"]["port"] for d in written(tmp2)) == sorted([str(p1), str(p2)])
     assert agent.terminate() == 0
+
+
+def test_syslogtcp_over_tls_from_pem_files(agents, tmp_path):
+    import ssl
+
+    from tests.agent.test_http_source import make_cert
+    cert, key = make_cert(tmp_path)
+    port = free_port()
+    conf = write_conf(tmp_path / "t.properties", agent_conf(tmp_path, f"""
+a1.sources.r1.type = syslogtcp
+a1.sources.r1.host = 127.0.0.1
+a1.sources.r1.port = {port}
+a1.sources.r1.ssl = true
+a1.sources.r1.ssl.cert = {cert}
+a1.sources.r1.ssl.key = {key}
+"""))
+    agent = agents(conf, "a1", tmp_path)
+    ctx = ssl.create_default_context(cafile=str(cert))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+            ctx.wrap_socket(raw, server_hostname="localhost") as s:
+        s.sendall(f"{len(RFC5424)} ".encode() + RFC5424)
+    wait_for(lambda: len(written(tmp_path)) == 1, 20, what="the message written")
+    assert written(tmp_path)[0]["headers"]["host"] == "mymachine.example.com"
+    assert agent.terminate() == 0
+
+
+def test_syslog_tls_problems_are_named(tmp_path):
+    import pytest
+
+    from fchannel import ConfigError
+    from fchannel.agent.config import build_agent
+    from fchannel.agent.properties import parse_properties
+    text = agent_conf(tmp_path, """
+a1.sources.r1.type = syslogtcp
+a1.sources.r1.host = 127.0.0.1
+a1.sources.r1.port = 0
+a1.sources.r1.ssl = true
+a1.sources.r1.keystore = /etc/flume/ks.jks
+""")
+    with pytest.raises(ConfigError) as info:
+        build_agent(parse_properties(text), "a1")
+    assert "a1.sources.r1.keystore = '/etc/flume/ks.jks': Java keystores are not supported" \
+        in str(info.value)
+    with pytest.raises(ConfigError, match="TLS needs a stream"):
+        build_agent(parse_properties(text.replace("type = syslogtcp", "type = syslogudp")
+                                     .replace("a1.sources.r1.keystore = /etc/flume/ks.jks\n",
+                                              "")), "a1")
