@@ -95,13 +95,27 @@ class Agent:
         for sr in self.parts.source_runners:
             units.append(Supervised("source", sr.name, sr, [sr.source.counter], sr.source.log))
         self._units = units
-        for u in units:
+
+        def first_start(u: Supervised) -> None:
             if u.try_start(first=True):
                 if u.kind == "source":
                     u.log.info("started")
                 else:
                     u.log.info("started, draining %s", ", ".join(
                         sorted({s.channel_name for s in u.runner.sinks})))
+
+        # sinks, then sources; within each, at once, so that one slow start
+        # (a broker that does not answer) holds up no other component
+        for group in ([u for u in units if u.kind != "source"],
+                      [u for u in units if u.kind == "source"]):
+            threads = [threading.Thread(target=first_start, args=(u,), daemon=True,
+                                        name=f"start-{u.name}") for u in group[1:]]
+            for t in threads:
+                t.start()
+            if group:
+                first_start(group[0])
+            for t in threads:
+                t.join()
         wrong = [u for u in units if u.state == "misconfigured"]
         if wrong:
             self.stop()

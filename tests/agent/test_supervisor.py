@@ -221,3 +221,49 @@ a1.sinks.k1.channel = c2
              what="the kafka source retried")
     assert agent.proc.poll() is None
     assert agent.terminate() == 0
+
+
+class SlowStartSource(EventDrivenSource):
+    """Its start blocks until the test lets it go (a broker that does not answer)."""
+
+    release = threading.Event()
+
+    def start(self):
+        if not type(self).release.wait(30):
+            raise TimeoutError("never released")
+
+
+def test_a_slow_start_holds_up_no_other_source():
+    SlowStartSource.release.clear()
+    port = free_port()
+    agent = Agent.from_properties(parse_properties(f"""
+a1.sources = slow nc
+a1.channels = c1
+a1.sources.slow.type = tests.agent.test_supervisor.SlowStartSource
+a1.sources.slow.channels = c1
+a1.sources.nc.type = netcat
+a1.sources.nc.bind = 127.0.0.1
+a1.sources.nc.port = {port}
+a1.sources.nc.channels = c1
+a1.channels.c1.type = memory
+"""), "a1")
+    starter = threading.Thread(target=agent.start, daemon=True)
+    starter.start()
+    try:
+        # nc serves while slow is still starting
+        wait_for(lambda: _accepts(port), 10, what="the netcat source to listen")
+        assert send_lines(port, [b"not held up"]) == [b"OK"]
+        assert starter.is_alive()                 # slow's start is still under way
+    finally:
+        SlowStartSource.release.set()
+        starter.join(30)
+        agent.stop()
+    assert agent.channels["c1"].size == 1
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
