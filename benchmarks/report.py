@@ -221,6 +221,10 @@ def markdown(res: dict[str, Any], names: dict[str, str]) -> str:
         f"load average {meta['load_start']} at the start, {meta['load_end']} at the end).",
         "",
     ]
+    if meta.get("scale", 1.0) != 1.0:
+        lines += [f"**A scale {meta['scale']:g} run: {meta['scale']:g}x the issue's event "
+                  "counts, so its rates are noisier and its targets are not the issue's "
+                  "measurement; a results file for the issue is a scale 1 run.**", ""]
     if meta.get("note"):
         lines += [meta["note"], ""]
     lines += [
@@ -328,8 +332,12 @@ def markdown(res: dict[str, Any], names: dict[str, str]) -> str:
                 "process's high-water mark (VmHWM) during the fill.", ""]
     lines += ["## Reproduce", "", "```sh",
               "pip install -e '.[bench]'",
-              "python -m benchmarks            # full size; --quick for a 1/10 run",
+              "python -m benchmarks --note '<the machine and its state>'   # full size, a-h",
+              "python -m benchmarks --render RESULTS.json --limits @limits.md   # add the "
+              "limits, redraw",
               "```", "",
+              "`--quick` runs a tenth of the sizes; `--workloads` and `--queues` take subsets "
+              "(`raw-sync` and `raw-prealloc` always run together).", "",
               f"Plot: `{meta.get('plot') or 'not written'}`.", ""]
     return "\n".join(lines)
 
