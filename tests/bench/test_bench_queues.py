@@ -118,3 +118,13 @@ def test_a_target_without_its_line_is_not_measured():
     v = _verdicts(res)
     m, why = v["(a) put >= 0.9x the preallocated raw line"]
     assert m == "not measured" and "raw-prealloc" in why
+
+
+def test_a_scaled_run_says_so_in_each_verdict():
+    res = {"meta": {"scale": 0.1}, "throughput": {"a": {
+        "raw-sync": _row(300_000, 400_000), "raw-prealloc": _row(500_000, 410_000),
+        "file": _row(460_000, 350_000)}}}
+    v = _verdicts(res)
+    assert v["(a) put >= 0.9x the preallocated raw line"][1] == "met at scale 0.1"
+    assert v["(a) take >= 0.9x the raw take line (raw-sync's takes)"][1] == \
+        "**missed** at scale 0.1"
