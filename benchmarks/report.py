@@ -360,11 +360,12 @@ def _median_speed(r: dict[str, Any], base: dict[str, Any]) -> float:
     return base["put_lat"]["median"] / r["put_lat"]["median"]
 
 
-def plot(res: dict[str, Any], names: dict[str, str], path: str) -> None:
+def plot(res: dict[str, Any], names: dict[str, str], path: str) -> bool:
     """Durable queues as ratios to the raw lines of the same run: per workload,
     puts against the preallocated line (lines at 1.0x and at the 0.9x target,
     and where the naive line falls), takes against the raw take line (1.0x,
-    0.9x).  The CPU path (h) in events/s against its targets."""
+    0.9x).  The CPU path (h) in events/s against its targets.  False when
+    there is nothing to plot (then no file is written)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -372,8 +373,8 @@ def plot(res: dict[str, Any], names: dict[str, str], path: str) -> None:
     tp = res.get("throughput", {})
     keys = [k for k in THROUGHPUT if k in tp and (
         not THROUGHPUT[k].durable or (_row(tp[k], "raw-prealloc") and _row(tp[k], "raw-sync")))]
-    if not keys:
-        return
+    if not keys:        # nothing to plot: no workload with both raw lines, nor (h)
+        return False
     fig, axes = plt.subplots(len(keys), 2, figsize=(13, 3.3 * len(keys)), squeeze=False)
     for (ax_put, ax_take), key in zip(axes, keys, strict=True):
         rows = tp[key]
@@ -444,3 +445,4 @@ def plot(res: dict[str, Any], names: dict[str, str], path: str) -> None:
     fig.tight_layout(rect=(0, 0, 1, 0.98))
     fig.savefig(path, dpi=90)
     plt.close(fig)
+    return True

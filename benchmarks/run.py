@@ -100,8 +100,11 @@ def _write(res: dict[str, Any], out: str, stem: str, plot: bool) -> str:
     png = os.path.join(out, stem + ".png")
     if plot:
         try:
-            report.plot(res, names, png)
-            res["meta"]["plot"] = os.path.basename(png)
+            if report.plot(res, names, png):
+                res["meta"]["plot"] = os.path.basename(png)
+            else:
+                res["meta"].pop("plot", None)
+                _log("no workload with both raw lines (nor (h)): no plot")
         except ImportError:
             _log("matplotlib not installed: no plot")
     md = os.path.join(out, stem + ".md")
