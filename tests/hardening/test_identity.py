@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from fchannel import ConfigError, Event, FileChannel
+from fchannel import ChannelLockedError, ConfigError, Event, FileChannel
 from fchannel.file import identity
 
 IDENT = identity.IDENTITY_FILE
@@ -300,5 +300,19 @@ def test_the_issue_scenario_a_missing_data_dir_with_the_checkpoint_gone_is_refus
     ch = open_ch(ck, [d0, d1])
     try:
         assert drain(ch) == [b"e%d" % i for i in range(6, 10)]
+    finally:
+        ch.close()
+
+
+def test_directories_in_use_by_a_live_channel_say_so_before_any_mismatch(made):
+    """The lock is the first thing to report: a second opener of a live
+    channel gets ChannelLockedError, whatever it gave as data_dirs."""
+    tmp_path, ck, d0, d1 = made
+    ch = open_ch(ck, [d0, d1])
+    try:
+        for dirs in ([d0, d1], [d0], [d1, d0]):
+            with pytest.raises(ChannelLockedError):
+                open_ch(ck, dirs)
+        assert take(ch, 1) == [b"e0"]    # the live channel is unharmed
     finally:
         ch.close()
