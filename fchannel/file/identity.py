@@ -217,7 +217,12 @@ def decide(ck: Seen, data: list[Seen], channel: str) -> Plan:
     problems: list[str] = []
     data_ids = collections.Counter(d.ident["channel"] for d in data
                                    if d.ident is not None and d.ident["role"] == "data")
-    cid = ck.ident["channel"] if ck.ident is not None else data_ids.most_common(1)[0][0]
+    if ck.ident is not None:
+        cid = ck.ident["channel"]
+    elif data_ids:
+        cid = data_ids.most_common(1)[0][0]
+    else:   # only checkpoint identities, found in data dirs
+        cid = next(d.ident["channel"] for d in data if d.ident is not None)
     recorded: list[str] | None = None
     if ck.ident is not None:
         if ck.ident["role"] != "checkpoint":

@@ -316,3 +316,10 @@ def test_directories_in_use_by_a_live_channel_say_so_before_any_mismatch(made):
         assert take(ch, 1) == [b"e0"]    # the live channel is unharmed
     finally:
         ch.close()
+
+
+def test_a_checkpoint_dir_given_as_the_only_data_dir_is_refused(made):
+    tmp_path, ck, d0, d1 = made
+    new = tmp_path / "new-ck"
+    msg = refused(tmp_path, new, [ck], "data_dirs[0]", str(ck), "not a data dir")
+    assert not new.exists(), msg
