@@ -46,10 +46,23 @@ class Component:
         """Read properties; record problems with ``ctx.problem``/typed getters."""
 
     def start(self) -> None:
-        pass
+        """Start; a start that raises must leave nothing running (the
+        supervisor calls ``start`` again later, not ``stop``)."""
 
     def stop(self) -> None:
         pass
+
+    def died(self, exc: BaseException) -> None:
+        """Tell the supervisor this component stopped working (its own thread
+        ended on an error, say): it is stopped and started again."""
+        self._failure: BaseException | None = exc
+
+    def failure(self) -> BaseException | None:
+        """The error reported through :meth:`died` since the last start, or None."""
+        return getattr(self, "_failure", None)
+
+    def clear_failure(self) -> None:
+        self._failure = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -157,6 +170,20 @@ class Sink(Backoff, Component):
         self.channel: Any = None
         self.channel_name = ""
 
+    def roll_back(self, tx: Any) -> None:
+        """Roll *tx* back if it is still open (after a failed delivery)."""
+        if tx.state == "OPEN":
+            try:
+                tx.rollback()
+            except Exception as exc:  # the channel may be closing under us
+                self.log.warning("rollback failed: %s", exc)
+
+    @staticmethod
+    def close_done(tx: Any) -> None:
+        """Close *tx* once it is committed or rolled back."""
+        if tx.state not in ("CLOSED", "OPEN"):
+            tx.close()
+
     def process(self) -> Status:
         raise NotImplementedError
 
@@ -206,15 +233,10 @@ class BatchSink(Sink):
             self.counter.add("EventDrainSuccessCount", n)
             return Status.READY
         except BaseException:
-            if tx.state == "OPEN":
-                try:
-                    tx.rollback()
-                except Exception as exc:  # the channel may be closing under us
-                    self.log.warning("rollback failed: %s", exc)
+            self.roll_back(tx)
             raise
         finally:
-            if tx.state != "CLOSED" and tx.state != "OPEN":
-                tx.close()
+            self.close_done(tx)
 
 
 class Interceptor(Component):

@@ -55,28 +55,21 @@ def register(kind: str, type_name: str, factory: Any, *, aliases: tuple[str, ...
             _aliases[kind][a] = key
 
 
-def register_source(type_name: str, factory: Any) -> None:
-    register("source", type_name, factory)
+def _registrar(kind: str, what: str) -> Any:
+    def register_kind(type_name: str, factory: Any) -> None:
+        register(kind, type_name, factory)
+    register_kind.__name__ = register_kind.__qualname__ = f"register_{what}"
+    register_kind.__doc__ = (f"Register *factory* as the {what.replace('_', ' ')} type "
+                             "*type_name* (see register).")
+    return register_kind
 
 
-def register_sink(type_name: str, factory: Any) -> None:
-    register("sink", type_name, factory)
-
-
-def register_channel(type_name: str, factory: Any) -> None:
-    register("channel", type_name, factory)
-
-
-def register_interceptor(type_name: str, factory: Any) -> None:
-    register("interceptor", type_name, factory)
-
-
-def register_selector(type_name: str, factory: Any) -> None:
-    register("selector", type_name, factory)
-
-
-def register_sink_processor(type_name: str, factory: Any) -> None:
-    register("sinkprocessor", type_name, factory)
+register_source = _registrar("source", "source")
+register_sink = _registrar("sink", "sink")
+register_channel = _registrar("channel", "channel")
+register_interceptor = _registrar("interceptor", "interceptor")
+register_selector = _registrar("selector", "selector")
+register_sink_processor = _registrar("sinkprocessor", "sink_processor")
 
 
 def known_types(kind: str) -> list[str]:
@@ -98,6 +91,13 @@ def _import_path(path: str) -> Any:
     return obj
 
 
+def canonical(kind: str, type_name: str) -> str:
+    """The registered name *type_name* stands for (Flume class names resolved)."""
+    name = type_name.strip()
+    with _lock:
+        return _aliases[kind].get(name, name.lower())
+
+
 def lookup(kind: str, type_name: str) -> Callable[..., Any]:
     """The factory for *type_name*, or ConfigError naming it and the known types."""
     name = type_name.strip()
@@ -105,7 +105,10 @@ def lookup(kind: str, type_name: str) -> Callable[..., Any]:
         key = _aliases[kind].get(name, name.lower())
         factory = _registry[kind].get(key)
     if isinstance(factory, str):
-        factory = _import_path(factory)
+        try:
+            factory = _import_path(factory)
+        except ImportError as exc:
+            raise ConfigError(missing_extra(kind, name, exc)) from None
         with _lock:
             _registry[kind][key] = factory
     if factory is not None:
@@ -123,8 +126,28 @@ def lookup(kind: str, type_name: str) -> Callable[..., Any]:
         if not callable(obj):
             raise ConfigError(f"{kind} type {name!r} is not callable")
         return obj  # type: ignore[no-any-return]
+    from fchannel.agent.properties import did_you_mean
     raise ConfigError(f"unknown {kind} type {name!r}; supported: "
-                      f"{', '.join(known_types(kind))}, or a dotted Python path")
+                      f"{', '.join(known_types(kind))}, or a dotted Python path"
+                      f"{did_you_mean(name.lower(), known_types(kind))}")
+
+
+# the extra of pyproject.toml that installs each optional top-level module
+EXTRAS = {
+    "grpc": "agent", "google": "agent", "prometheus_client": "agent",
+    "kafka": "kafka", "fsspec": "hdfs", "pyarrow": "hdfs", "s3fs": "s3",
+    "fastavro": "formats", "zstandard": "formats", "faust": "faust",
+}
+
+
+def missing_extra(what: str, name: str, exc: ImportError) -> str:
+    """One line naming the extra that provides the module *exc* misses."""
+    mod = (getattr(exc, "name", None) or "").split(".")[0]
+    extra = EXTRAS.get(mod)
+    if extra is None:
+        return f"{what} {name} cannot be loaded: {exc}"
+    return (f"{what} {name} needs `pip install 'fchannel[{extra}]'` "
+            f"(module {mod!r} is not installed)")
 
 
 # ---- built-ins -------------------------------------------------------------------
@@ -138,65 +161,111 @@ def _file_channel(props: Any, name: str = "file-channel") -> Any:
     return FileChannel.from_properties(props, name=name)
 
 
+def _validate_file_channel(props: Any, name: str = "file-channel") -> Any:
+    """Check file channel properties without touching the disk: everything
+    FileChannel checks before it opens its directories runs, then the open is
+    stopped.  Returns the unopened instance (its capacity and
+    transaction_capacity are read by the configuration)."""
+    from fchannel import FileChannel  # type: ignore[attr-defined]
+
+    class _Checked(Exception):
+        pass
+
+    class _DryFileChannel(FileChannel):  # type: ignore[misc, valid-type]
+        def _open(self, *args: Any, **kwargs: Any) -> None:
+            raise _Checked(self)   # everything before the open validated the settings
+
+    if not hasattr(FileChannel, "_open"):  # a core without this hook: no dry check
+        return None
+    try:
+        _DryFileChannel.from_properties(props, name=name)
+    except _Checked as done:
+        return _DryView(done.args[0])
+    return None  # pragma: no cover - _open always runs
+
+
+class _DryView:
+    """Capacity and transaction capacity of a validated, unopened channel."""
+
+    def __init__(self, ch: Any) -> None:
+        self.name = ch.name
+        self.capacity = _read(ch, "capacity", "_capacity")
+        self.transaction_capacity = _read(ch, "transaction_capacity", "_transaction_capacity")
+
+    def close(self) -> None:
+        pass
+
+
+def _read(obj: Any, *names: str) -> Any:
+    for n in names:
+        try:
+            return getattr(obj, n)
+        except Exception:
+            continue
+    return None
+
+
+_file_channel.validate = _validate_file_channel  # type: ignore[attr-defined]
+
+
 def _memory_channel(props: Any, name: str = "memory-channel") -> Any:
     from fchannel.memory import MemoryChannel
     return MemoryChannel.from_properties(props, name=name)
 
 
+_memory_channel.validate = _memory_channel  # type: ignore[attr-defined]
+
+
+F = "org.apache.flume."
+#: (kind, type name, where it lives, Flume's class name for it or None)
+_BUILTINS = [
+    ("channel", "memory", _memory_channel, F + "channel.MemoryChannel"),
+    ("channel", "file", _file_channel, F + "channel.file.FileChannel"),
+    ("source", "seq", "fchannel.sources.seq:SequenceSource", F + "source.SequenceGeneratorSource"),
+    ("source", "netcat", "fchannel.sources.netcat:NetcatSource", F + "source.NetcatSource"),
+    ("source", "exec", "fchannel.sources.exec:ExecSource", F + "source.ExecSource"),
+    ("source", "http", "fchannel.sources.http:HTTPSource", F + "source.http.HTTPSource"),
+    ("source", "spooldir", "fchannel.sources.spooldir:SpoolDirectorySource",
+     F + "source.SpoolDirectorySource"),
+    ("source", "taildir", "fchannel.sources.taildir:TaildirSource",
+     F + "source.taildir.TaildirSource"),
+    ("source", "syslogtcp", "fchannel.sources.syslog:SyslogTcpSource",
+     F + "source.SyslogTcpSource"),
+    ("source", "multiport_syslogtcp", "fchannel.sources.syslog:MultiportSyslogTcpSource",
+     F + "source.MultiportSyslogTCPSource"),
+    ("source", "syslogudp", "fchannel.sources.syslog:SyslogUdpSource",
+     F + "source.SyslogUDPSource"),
+    ("source", "grpc", "fchannel.rpc.source:GrpcSource", None),   # multi-hop (fchannel.rpc)
+    ("source", "kafka", "fchannel.integrations.kafka_agent:KafkaSource",
+     F + "source.kafka.KafkaSource"),
+    ("sink", "logger", "fchannel.sinks.logger:LoggerSink", F + "sink.LoggerSink"),
+    ("sink", "null", "fchannel.sinks.null:NullSink", F + "sink.NullSink"),
+    ("sink", "file_roll", "fchannel.sinks.file_roll:RollingFileSink", F + "sink.RollingFileSink"),
+    ("sink", "http", "fchannel.sinks.http:HttpSink", F + "sink.http.HttpSink"),
+    ("sink", "grpc", "fchannel.rpc.sink:GrpcSink", None),         # multi-hop (fchannel.rpc)
+    ("sink", "kafka", "fchannel.integrations.kafka_agent:KafkaSink", F + "sink.kafka.KafkaSink"),
+    ("sink", "hdfs", "fchannel.sinks.hdfs:HDFSEventSink", F + "sink.hdfs.HDFSEventSink"),
+    ("selector", "replicating", "fchannel.agent.selectors:ReplicatingSelector",
+     F + "channel.ReplicatingChannelSelector"),
+    ("selector", "multiplexing", "fchannel.agent.selectors:MultiplexingSelector",
+     F + "channel.MultiplexingChannelSelector"),
+    ("sinkprocessor", "default", "fchannel.agent.sinkgroups:DefaultSinkProcessor",
+     F + "sink.DefaultSinkProcessor"),
+    ("sinkprocessor", "failover", "fchannel.agent.sinkgroups:FailoverSinkProcessor",
+     F + "sink.FailoverSinkProcessor"),
+    ("sinkprocessor", "load_balance", "fchannel.agent.sinkgroups:LoadBalancingSinkProcessor",
+     F + "sink.LoadBalancingSinkProcessor"),
+]
+
+
 def _builtins() -> None:
-    register("channel", "memory", _memory_channel,
-             aliases=("org.apache.flume.channel.MemoryChannel",))
-    register("channel", "file", _file_channel,
-             aliases=("org.apache.flume.channel.file.FileChannel",))
-
-    src = "fchannel.sources."
-    register("source", "seq", src + "seq:SequenceSource",
-             aliases=("org.apache.flume.source.SequenceGeneratorSource",))
-    register("source", "netcat", src + "netcat:NetcatSource",
-             aliases=("org.apache.flume.source.NetcatSource",))
-    register("source", "exec", src + "exec:ExecSource",
-             aliases=("org.apache.flume.source.ExecSource",))
-    register("source", "http", src + "http:HTTPSource",
-             aliases=("org.apache.flume.source.http.HTTPSource",))
-    register("source", "spooldir", src + "spooldir:SpoolDirectorySource",
-             aliases=("org.apache.flume.source.SpoolDirectorySource",))
-    register("source", "taildir", src + "taildir:TaildirSource",
-             aliases=("org.apache.flume.source.taildir.TaildirSource",))
-    register("source", "grpc", "fchannel.rpc.source:GrpcSource")  # multi-hop (fchannel.rpc)
-    register("source", "kafka", "fchannel.integrations.kafka_agent:KafkaSource",
-             aliases=("org.apache.flume.source.kafka.KafkaSource",))
-
-    snk = "fchannel.sinks."
-    register("sink", "logger", snk + "logger:LoggerSink",
-             aliases=("org.apache.flume.sink.LoggerSink",))
-    register("sink", "null", snk + "null:NullSink",
-             aliases=("org.apache.flume.sink.NullSink",))
-    register("sink", "file_roll", snk + "file_roll:RollingFileSink",
-             aliases=("org.apache.flume.sink.RollingFileSink",))
-    register("sink", "grpc", "fchannel.rpc.sink:GrpcSink")  # multi-hop (fchannel.rpc)
-    register("sink", "kafka", "fchannel.integrations.kafka_agent:KafkaSink",
-             aliases=("org.apache.flume.sink.kafka.KafkaSink",))
-    register("sink", "hdfs", snk + "hdfs:HDFSEventSink",
-             aliases=("org.apache.flume.sink.hdfs.HDFSEventSink",))
-
+    for kind, type_name, target, flume in _BUILTINS:
+        register(kind, type_name, target, aliases=(flume,) if flume else ())
     from fchannel.agent import interceptors
     for tname, cls in interceptors.INTERCEPTORS.items():
         register("interceptor", tname, cls)
     for fqcn, tname in interceptors.FLUME_CLASS_NAMES.items():
         _aliases["interceptor"][fqcn] = tname
-
-    register("selector", "replicating", "fchannel.agent.selectors:ReplicatingSelector",
-             aliases=("org.apache.flume.channel.ReplicatingChannelSelector",))
-    register("selector", "multiplexing", "fchannel.agent.selectors:MultiplexingSelector",
-             aliases=("org.apache.flume.channel.MultiplexingChannelSelector",))
-
-    sg = "fchannel.agent.sinkgroups:"
-    register("sinkprocessor", "default", sg + "DefaultSinkProcessor",
-             aliases=("org.apache.flume.sink.DefaultSinkProcessor",))
-    register("sinkprocessor", "failover", sg + "FailoverSinkProcessor",
-             aliases=("org.apache.flume.sink.FailoverSinkProcessor",))
-    register("sinkprocessor", "load_balance", sg + "LoadBalancingSinkProcessor",
-             aliases=("org.apache.flume.sink.LoadBalancingSinkProcessor",))
 
 
 _builtins()

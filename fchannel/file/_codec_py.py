@@ -4,6 +4,7 @@ the compiled module (tests check both, and check them against each other)."""
 from __future__ import annotations
 
 import array
+import errno
 import os
 import struct
 import zlib
@@ -243,13 +244,16 @@ def scan(data, start: int, end: int = -1):
             if rtype == F.REC_TAKE:
                 aux = _I64.unpack_from(mv, pos + HDR)[0]
             elif rtype == F.REC_COMMIT:
-                aux = mv[pos + HDR] | ((_U32.unpack_from(mv, pos + HDR + 8)[0] != 0) << 8)
+                aux = (mv[pos + HDR] | ((_U32.unpack_from(mv, pos + HDR + 8)[0] != 0) << 8)
+                       | (_U32.unpack_from(mv, pos + HDR + 4)[0] << 16))
             else:
                 aux = 0
             out.extend((rtype, _as_i64(txn), _as_i64(woid), pos, aux))
             pos += length
             good_end = pos
             continue
+        if mv[pos] == 0 and not any(mv[pos:end]):
+            break   # zeros to the end: preallocated space, the clean end of the log
         q = pos + 1
         found = False
         while q + HDR <= end:
@@ -275,7 +279,10 @@ def pwrite_all(fd: int, data, offset: int) -> int:
         done = 0
         while done < len(mv):
             with mv[done:] as rest:
-                done += os.pwrite(fd, rest, offset + done)
+                n = os.pwrite(fd, rest, offset + done)
+            if n == 0:   # no progress and no error: never spin on it
+                raise OSError(errno.EIO, os.strerror(errno.EIO))
+            done += n
         return done
 
 
@@ -303,6 +310,8 @@ def _read_one(fd: int, offset: int):
     if length == -1 or len(small) < HDR:
         return None
     length = _U32.unpack_from(small, 4)[0]
+    if length > os.fstat(fd).st_size - offset:   # a damaged length: never read what is not there
+        return None
     big = _pread_full(fd, length, offset)
     length = _valid_at(big, 0, len(big))
     if length > 0 and big[2] == F.REC_PUT:
