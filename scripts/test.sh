@@ -52,5 +52,5 @@ step "full suite, compiled build"
 step "core and reliability suites, pure-Python twins (FCHANNEL_NO_EXTENSIONS=1)"
 unset FCHANNEL_REQUIRE_EXTENSIONS
 FCHANNEL_NO_EXTENSIONS=1 .venv/bin/python -m pytest -n auto --dist loadfile \
-    tests/core tests/crash tests/corruption tests/fuzz tests/diskfull tests/stress "$@"
+    tests/core tests/crash tests/corruption tests/fuzz tests/diskfull tests/stress tests/hardening "$@"
 step "done"
