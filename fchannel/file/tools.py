@@ -27,8 +27,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from fchannel._compat import codec
-from fchannel.errors import CorruptionError
+from fchannel.errors import ChannelError, CorruptionError
 from fchannel.file import format as F
+from fchannel.file import identity
 from fchannel.file.checkpoint import CheckpointStore
 from fchannel.file.log import decode_log_header, list_logs, read_log_meta
 
@@ -113,11 +114,14 @@ def _scan_log(fid: int, path: str, live: bool = False
             recs, good_end, damage = codec.scan(mm, F.LOG_HEADER_SIZE)
         finally:
             mm.close()
+        woids = []
         for rtype, woid, _pos in records(recs):
             counts[F.RECORD_TYPES[rtype]] += 1
             nrecs += 1
+            woids.append(woid)
             if woid > last_woid:
                 last_woid = woid
+        info["write_order_ids"] = woids
         info["valid_bytes"] = good_end
         for start, end, kind in damage:
             where = f"{path}: bytes {start}..{end}"
@@ -278,8 +282,15 @@ def _refusals(checkpoint_dir: str, data_dirs: list[str]) -> list[str]:
                        "(a data dir always holds the log it writes to)")
         else:
             out.append(f"data dir {d!r} holds no log file: no FileChannel's data dir")
+    if not out:   # the set of directories the channel recorded (identity.json)
+        try:
+            ck = identity.look("checkpoint_dir", checkpoint_dir, "checkpoint", "check")
+            data = [identity.look(f"data_dirs[{i}]", d, "data", "check")
+                    for i, d in enumerate(data_dirs)]
+            identity.decide(ck, data, "check")
+        except ChannelError as exc:
+            out.append(str(exc))
     return out
-
 
 def _stable_checkpoint(checkpoint_dir: str, data_dirs: list[str], res: CheckResult,
                        attempts: int = 40) -> tuple[dict[str, Any], set[int]]:
@@ -354,6 +365,7 @@ def check_channel(checkpoint_dir: str, data_dirs: list[str],
                     f"yet the checkpoint says {n} queued or in-flight event(s) are in it "
                     "(a data dir left out, or a deleted log): those events cannot be "
                     "delivered")
+    after: list[int] = []   # write-order ids after the checkpoint's
     for fid, _di, path in list_logs(data_dirs):
         try:
             info, p, n = _scan_log(fid, path, live=res.live)
@@ -373,7 +385,26 @@ def check_channel(checkpoint_dir: str, data_dirs: list[str],
         res.files += info["files"]
         res.bytes += info["bytes"]
         res.records += info["record_count"]
+        if ck.get("valid"):
+            after += [w for w in info.get("write_order_ids", ()) if w > ck["write_order_id"]]
+    if ck.get("valid") and not res.live:
+        _woid_gaps(ck["write_order_id"], after, res)
     return res
+
+
+def _woid_gaps(floor: int, after: list[int], res: CheckResult) -> None:
+    """Every write-order id after the checkpoint's went to a record (a
+    failed write gives its ids back): a gap is a lost record, e.g. a
+    deleted log.  A torn tail (a crash mid-write) can explain one, so then
+    it is a note."""
+    expect = floor + 1
+    torn = any("torn tail" in n for n in res.notes)
+    for w in sorted(after):
+        if w > expect:
+            msg = (f"records with write-order ids {expect}..{w - 1}, written after the "
+                   "checkpoint, are in no log file given (a deleted or left-out log?)")
+            (res.notes if torn else res.problems).append(msg)
+        expect = max(expect, w + 1)
 
 
 def check(checkpoint_dir: str, data_dirs: list[str],

@@ -170,11 +170,15 @@ def test_missing_log_with_queued_events_is_a_problem(tmp_path):
     assert re.search(rf"{name}: in none of the data dirs given .* (\d+) queued", r.stdout)
 
 
-def test_a_data_dir_left_out_is_a_problem(tmp_path):
+def test_a_data_dir_left_out_is_refused(tmp_path):
+    # the channel recorded its set of data dirs (identity.json): a set that
+    # does not match is not this channel (exit 2), as opening it is refused
     make_channel(tmp_path, n=400, taken=50)
     r = run_check(tmp_path / "ck", tmp_path / "d0")
-    assert r.returncode == 1, r.stdout
-    assert "in none of the data dirs given" in r.stdout
+    assert r.returncode == 2, r.stdout
+    assert "d1" in r.stderr or "data dir" in r.stderr, r.stderr
+    r = run_check(tmp_path / "ck", tmp_path / "d1", tmp_path / "d0")   # swapped order
+    assert r.returncode == 2, r.stdout
     # with both, it is healthy
     assert run_check(*dirs(tmp_path)).returncode == 0
 
