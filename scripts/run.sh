@@ -6,8 +6,7 @@
 # The first start makes .venv and builds fchannel there (about a minute);
 # later starts reinstall only if a build input changed since the last install
 # (pyproject.toml, setup.py, the Cython sources: a hash kept in .venv, see
-# scripts/lib.sh), so
-# they are up in a second or two.  Python changes need no reinstall (the
+# scripts/lib.sh), so they are up in a second or two.  Python changes need no reinstall (the
 # install is editable).  Arguments go to `fchannel agent`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
