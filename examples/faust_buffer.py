@@ -22,7 +22,8 @@ transaction, default 200), ``FB_SINK_DELAY`` (default 0.02 s), ``FB_DRAIN``
 (``0`` disables the drainer), ``FB_OUT_TOPIC`` (drain to this topic instead of
 the file, at least once), ``FB_COMMIT_INTERVAL`` (Faust's offset commit
 interval, default 0.5 s), ``FB_PROGRESS`` (``1`` prints ``FB stored=N
-delivered=M`` after each commit, for tests).
+dups=D delivered=M seeks=S skipped=K past=P`` after each commit, for tests:
+the spool's counters).
 """
 from __future__ import annotations
 
@@ -109,7 +110,8 @@ if PROGRESS:
     def _progress() -> None:
         stored = sum(v for k, v in channel.marks.items() if k.startswith(MARK_PREFIX + ":"))
         print(f"FB stored={stored} dups={spool.duplicates} "
-              f"delivered={drainer.delivered if drainer else 0}", flush=True)
+              f"delivered={drainer.delivered if drainer else 0} seeks={spool.seeks} "
+              f"skipped={spool.skipped} past={spool.committed_past_marks}", flush=True)
 
     spool.on_stored(_progress)
 

@@ -10,7 +10,11 @@ fields directly), and ``fchannel._compat`` loads it as plain Python when
 :func:`check_headers` only when their quick type check of a header fails,
 so every message about a bad Event is written here.
 """
-import cython
+try:
+    import cython
+    _COMPILED = cython.compiled
+except ImportError:   # Cython is needed to build, not to run
+    _COMPILED = False
 
 REPR_PREVIEW = 32
 
@@ -61,7 +65,7 @@ class Event:
     equal by value.
     """
 
-    if not cython.compiled:
+    if not _COMPILED:
         __slots__ = ("_body", "_headers")
 
     def __init__(self, body=b"", headers=None) -> None:

@@ -77,11 +77,8 @@ class TransactionBase:
     def put_batch(self, events: Any) -> None:
         self._need(ST_OPEN, "put")
         batch = list(events)
-        for i, e in enumerate(batch):
-            if type(e) is not Event:
-                if e is None:
-                    raise TransactionError(f"cannot put None (item {i}): put needs an Event")
-                raise TypeError(f"put needs an Event, item {i} is a {type(e).__name__}")
+        if batch and set(map(type, batch)) != {Event}:   # one C-level pass; the loop names it
+            self._refuse_items(batch)
         self._no_mix(KIND_TAKE, "put")
         if not batch:
             return
@@ -89,6 +86,14 @@ class TransactionBase:
         self._do_put(batch)
         self._kind = KIND_PUT
         self._count += len(batch)
+
+    @staticmethod
+    def _refuse_items(batch: list) -> None:
+        for i, e in enumerate(batch):
+            if type(e) is not Event:
+                if e is None:
+                    raise TransactionError(f"cannot put None (item {i}): put needs an Event")
+                raise TypeError(f"put needs an Event, item {i} is a {type(e).__name__}")
 
     def take(self) -> Event | None:
         self._need(ST_OPEN, "take")
@@ -123,8 +128,12 @@ class TransactionBase:
 
     def rollback(self) -> None:
         self._need(ST_OPEN, "rollback")
-        self._do_rollback()
-        self._state = ST_COMPLETED
+        try:
+            self._do_rollback()
+        finally:
+            # a rollback that raises says it could not undo (the outcome is
+            # unknown): there is nothing left to retry, the transaction is over
+            self._state = ST_COMPLETED
 
     def close(self) -> None:
         if self._state == ST_CLOSED:

@@ -57,3 +57,182 @@ def record_event(*, topic: str, partition: int, offset: int, timestamp_ms: int |
         raise TypeError(f"record value of type {type(value).__name__} at {topic}/{partition}"
                         f"@{offset}: values must be bytes or str ({value_hint})")
     return Event(body, out)
+
+
+# ---- out of the channel: an Event becomes a Kafka record ------------------------------
+class Route:
+    """How a drained Event becomes a Kafka record, the same for every client.
+
+    The topic is *topic*, or the event's *topic_header* header when
+    *allow_topic_override* and it is present. The key is the *key_header*
+    header (UTF-8; ``key_base64`` holds a key that was not UTF-8), the
+    partition the *partition_header* header (an int) if set, else
+    *default_partition* (None: the producer's partitioner). Event headers
+    become record headers (UTF-8 values) only when *forward_headers*.
+    *render_topic*, a function of the event, makes the topic when the header
+    does not name one (the agent's ``%{header}`` escapes)."""
+
+    def __init__(self, topic: str | None = None, *, allow_topic_override: bool = True,
+                 topic_header: str = "topic", key_header: str | None = "key",
+                 partition_header: str | None = None, forward_headers: bool = False,
+                 default_partition: int | None = None,
+                 render_topic: Any = None) -> None:
+        from fchannel.errors import ConfigError
+        if topic is None and not allow_topic_override:
+            raise ConfigError("give a topic, or allow the topic header to choose it")
+        if default_partition is not None and (isinstance(default_partition, bool) or not
+                                              isinstance(default_partition, int) or
+                                              default_partition < 0):
+            raise ConfigError(f"default_partition must be a partition number >= 0, got "
+                              f"{default_partition!r}")
+        self.topic = topic
+        self.allow_topic_override = allow_topic_override
+        self.topic_header = topic_header
+        self.key_header = key_header
+        self.partition_header = partition_header
+        self.forward_headers = forward_headers
+        self.default_partition = default_partition
+        self.render_topic = render_topic
+
+    def __call__(self, e: Event) -> tuple[str, bytes | None, int | None,
+                                          list[tuple[str, bytes]] | None]:
+        """``(topic, key, partition, headers)`` of the record for *e*."""
+        from fchannel.errors import ConfigError
+        h = e.headers
+        topic = self.topic
+        if self.allow_topic_override and h.get(self.topic_header):
+            topic = h[self.topic_header]
+        elif self.render_topic is not None:
+            topic = self.render_topic(e)
+            if not topic:
+                raise ConfigError(f"the topic {self.topic!r} is empty for an event with "
+                                  f"headers {dict(h)!r}")
+        if not topic:
+            raise ConfigError(f"event has no {self.topic_header!r} header and no "
+                              "default topic is set")
+        key = None
+        if self.key_header and h.get(self.key_header) is not None:
+            key = h[self.key_header].encode("utf-8")
+        elif self.key_header == "key" and h.get("key_base64") is not None:
+            key = base64.b64decode(h["key_base64"])
+        part = self.default_partition
+        if self.partition_header and h.get(self.partition_header) is not None:
+            raw = h[self.partition_header]
+            try:
+                part = int(raw)
+            except ValueError:
+                raise ConfigError(f"header {self.partition_header}={raw!r} is not a "
+                                  "partition number") from None
+        headers = ([(k, v.encode("utf-8")) for k, v in h.items()]
+                   if self.forward_headers else None)
+        return topic, key, part, headers
+
+
+# ---- a SpooledProducer's record, stored losslessly as an Event -------------------------
+# Header names of a spooled record (none of them is sent to Kafka as a header).
+SPOOL_TOPIC = "topic"
+SPOOL_KEY = "key_base64"
+SPOOL_PARTITION = "partition"
+SPOOL_TIMESTAMP = "timestamp"
+SPOOL_HEADERS = "headers_json"
+SPOOL_TOMBSTONE = "tombstone"
+SPOOL_AT = "spooled_at"
+
+
+class SpooledRecord:
+    """A record as a SpooledProducer hands it to the real producer."""
+
+    __slots__ = ("headers", "key", "partition", "spooled_at", "timestamp_ms", "topic", "value")
+
+    def __init__(self, topic: str, value: bytes | None, key: bytes | None,
+                 partition: int | None, timestamp_ms: int | None,
+                 headers: list[tuple[str, bytes]] | None, spooled_at: float) -> None:
+        self.topic = topic
+        self.value = value
+        self.key = key
+        self.partition = partition
+        self.timestamp_ms = timestamp_ms
+        self.headers = headers
+        self.spooled_at = spooled_at
+
+    def __repr__(self) -> str:
+        return (f"SpooledRecord({self.topic!r}, partition={self.partition}, "
+                f"key={self.key!r}, {len(self.value or b'')} bytes)")
+
+
+def _as_bytes(field: str, value: Any, topic: str) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    raise TypeError(f"{field} for topic {topic!r} is a {type(value).__name__}; give bytes or "
+                    f"str, or pass a {field}_serializer to the SpooledProducer")
+
+
+def spool_event(topic: Any, value: Any = None, key: Any = None, headers: Any = None,
+                partition: Any = None, timestamp_ms: Any = None, *,
+                now: float | None = None) -> Event:
+    """The Event that holds a record to send, losslessly: the value as body
+    (a null value is flagged ``tombstone``), the key base64-coded, the
+    record headers as JSON (values base64) and the time it was
+    spooled (epoch seconds). Bad fields raise TypeError/ValueError naming
+    the field and the value."""
+    import json
+    import time as _time
+    if not isinstance(topic, str) or not topic:
+        raise ValueError(f"topic must be a non-empty str, got {topic!r}")
+    if partition is not None and (isinstance(partition, bool) or not isinstance(partition, int)
+                                  or partition < 0):
+        raise ValueError(f"partition must be None or an int >= 0, got {partition!r}")
+    if timestamp_ms is not None and (isinstance(timestamp_ms, bool) or
+                                     not isinstance(timestamp_ms, int) or timestamp_ms < 0):
+        raise ValueError(f"timestamp_ms must be None or an int >= 0, got {timestamp_ms!r}")
+    body = _as_bytes("value", value, topic)
+    k = _as_bytes("key", key, topic)
+    out = {SPOOL_TOPIC: topic,
+           SPOOL_AT: repr(_time.time() if now is None else now)}
+    if body is None:
+        out[SPOOL_TOMBSTONE] = "1"
+    if k is not None:
+        out[SPOOL_KEY] = base64.b64encode(k).decode("ascii")
+    if partition is not None:
+        out[SPOOL_PARTITION] = str(partition)
+    if timestamp_ms is not None:
+        out[SPOOL_TIMESTAMP] = str(timestamp_ms)
+    if headers:
+        items = headers.items() if hasattr(headers, "items") else headers
+        enc = []
+        for pair in items:
+            try:
+                hk, hv = pair
+            except (TypeError, ValueError):
+                raise ValueError(f"headers must be (str, bytes) pairs, got {pair!r}") from None
+            if not isinstance(hk, str):
+                raise ValueError(f"header name must be a str, got {hk!r}")
+            hb = _as_bytes(f"header {hk!r}", hv, topic)
+            if hb is None:
+                raise ValueError(f"header {hk!r} for topic {topic!r} has no value; give "
+                                 "bytes or str (b'' for an empty one)")
+            enc.append([hk, base64.b64encode(hb).decode("ascii")])
+        out[SPOOL_HEADERS] = json.dumps(enc, separators=(",", ":"))
+    return Event(body or b"", out)
+
+
+def spooled_record(e: Event) -> SpooledRecord:
+    """The record :func:`spool_event` stored in *e*."""
+    import json
+    h = e.headers
+    topic = h.get(SPOOL_TOPIC)
+    if not topic:
+        raise ValueError(f"event has no {SPOOL_TOPIC!r} header: not written by a "
+                         f"SpooledProducer (headers {sorted(h)})")
+    key = base64.b64decode(h[SPOOL_KEY]) if SPOOL_KEY in h else None
+    part = int(h[SPOOL_PARTITION]) if SPOOL_PARTITION in h else None
+    ts = int(h[SPOOL_TIMESTAMP]) if SPOOL_TIMESTAMP in h else None
+    headers = None
+    if SPOOL_HEADERS in h:
+        headers = [(k, base64.b64decode(v)) for k, v in json.loads(h[SPOOL_HEADERS])]
+    value = None if h.get(SPOOL_TOMBSTONE) == "1" else bytes(e.body)
+    return SpooledRecord(topic, value, key, part, ts, headers, float(h.get(SPOOL_AT, "0")))

@@ -43,12 +43,26 @@ the same events come back, in order, after a backoff. The sink may return a
 mapping of marks, committed atomically with the take (a sink can keep its own
 position in the channel, e.g. a file length, and become exactly-once).
 
+On every partition assignment the spool compares the first offset Faust
+delivers for a partition (its committed offset) with the partition's mark.
+Behind the mark (the channel already holds those events: a crash before
+Faust's commit, or offsets reset by hand) it seeks the consumer forward to the
+mark, so they are neither stored again nor read again (``seeks``,
+``skipped``); past the mark it logs a warning and counts the offsets in
+``committed_past_marks``: they were committed without this channel storing
+them (another worker stored them after a rebalance, or they were lost, as
+when Faust commits offsets of events that were never acked).
+
+Agents with ``concurrency > 1`` are refused (:class:`ConfigError`): their
+actors add the events of one partition out of order, and the marks would then
+drop events as duplicates. Use ``isolated_partitions=True`` (an actor per
+partition) or more workers instead.
+
 What this does not do: the drainer delivers *at least once* (a crash between
 the sink's success and the take's commit delivers that batch again); the
 marks stop duplicates inside one channel, not across the channels of several
 workers (after a rebalance the new owner of a partition reads from Faust's
-committed offset, which can be behind what the old owner stored); and the
-spool trusts Faust to commit only acked offsets.
+committed offset, which can be behind what the old owner stored).
 """
 from __future__ import annotations
 
@@ -213,12 +227,23 @@ class FaustSpool:
         self.duplicates = 0          # redelivered events dropped by the marks
         self.batches = 0             # channel transactions committed
         self.failures = 0            # failed store attempts (each retried)
+        self.seeks = 0               # assigned partitions moved forward to their marks
+        self.skipped = 0             # offsets skipped that way (already in the channel)
+        self.committed_past_marks = 0   # offsets committed that this channel never stored
+        self._fresh: set[Any] = set()   # assigned partitions whose first event is not seen
+        self._app: Any = None
 
     # ---- registration --------------------------------------------------------------------
     def attach(self, app: Any) -> FaustSpool:
-        """Run the batch flusher as an app task and flush on
-        ``on_partitions_revoked`` and ``on_before_shutdown``."""
+        """Run the batch flusher as an app task, flush on
+        ``on_partitions_revoked`` and ``on_before_shutdown``, and check the
+        positions of newly assigned partitions against the marks
+        (``on_partitions_assigned``)."""
+        self._app = app
         app.task(self.run)
+
+        async def _assigned(sender: Any, assigned: Any, **kw: Any) -> None:
+            self.on_assigned(assigned)
 
         async def _revoked(sender: Any, revoked: Any, **kw: Any) -> None:
             await self.flush(self.flush_timeout)
@@ -227,12 +252,26 @@ class FaustSpool:
             await self.flush(self.flush_timeout)
 
         app.on_partitions_revoked.connect(_revoked, weak=False)
+        app.on_partitions_assigned.connect(_assigned, weak=False)
         app.on_before_shutdown.connect(_shutdown, weak=False)
-        self._receivers = (_revoked, _shutdown)
+        self._receivers = (_revoked, _assigned, _shutdown)
         return self
 
+    def on_assigned(self, assigned: Any) -> None:
+        """Note newly assigned partitions: the first event of each is checked
+        against its mark (see :meth:`add`). Runs inside Faust's rebalance, so
+        it only touches memory."""
+        self._fresh = set(assigned)
+
     def agent(self, topic: Any, *, name: str | None = None, **kwargs: Any) -> Any:
-        """Register ``@app.agent(topic)`` that spools the topic (concurrency 1)."""
+        """Register ``@app.agent(topic)`` that spools the topic (concurrency 1;
+        ``isolated_partitions=True`` is fine)."""
+        concurrency = kwargs.get("concurrency", 1)
+        if concurrency not in (None, 1):
+            raise ConfigError(f"FaustSpool.agent: concurrency must be 1, got {concurrency!r}: "
+                              "concurrent actors add a partition's events out of order and "
+                              "the marks would drop some as duplicates; use "
+                              "isolated_partitions=True or more workers")
         app = topic.app
 
         async def spool_agent(stream: Any) -> None:
@@ -254,6 +293,11 @@ class FaustSpool:
 
     async def consume(self, stream: Any) -> None:
         """Agent body: ``async for`` over *stream* with acks off, adding every event."""
+        if getattr(stream, "concurrency_index", None) is not None:
+            raise ConfigError("FaustSpool: the agent has concurrency > 1; concurrent actors "
+                              "add a partition's events out of order and the marks would drop "
+                              "some as duplicates; use concurrency=1 (isolated_partitions=True "
+                              "or more workers for parallelism)")
         s = stream.noack()
         async for event in s.events():
             await self.add(event, s)
@@ -263,6 +307,8 @@ class FaustSpool:
         events are pending. The event is acked (through *stream* if given)
         after its batch is committed."""
         changed, _ = self._sync()
+        if self._fresh and self.dedupe:
+            await self._check_position(event.message)
         while len(self._pending) >= self.max_pending:
             changed.clear()
             await changed.wait()
@@ -271,6 +317,40 @@ class FaustSpool:
         self._pending.append((event, stream))
         if len(self._pending) >= self.batch_size:
             changed.set()
+
+    async def _check_position(self, msg: Any) -> None:
+        """The first event of a newly assigned partition: its offset is where
+        Faust's committed offset put the consumer. Seek forward to the mark
+        if that is behind it; report the offsets if it is past it."""
+        tp = getattr(msg, "tp", None)
+        if tp is None or tp not in self._fresh:
+            return
+        self._fresh.discard(tp)
+        mark = self._next.get(mark_key(msg.topic, msg.partition))
+        if mark is None:          # this channel never stored the partition
+            return
+        if msg.offset < mark:
+            consumer = getattr(self._app, "consumer", None)
+            if consumer is None:
+                return            # not attached: the marks drop the redelivered events
+            # Move the fetch position only (the consumer's ``_seek``), not
+            # Faust's read offset: Faust then sees the jump from the last
+            # offset it fetched to the mark and records it as a gap, which
+            # lets it commit past the skipped offsets (its public ``seek``
+            # would hide the jump, and Faust would never commit again).
+            seek = getattr(consumer, "_seek", None) or consumer.seek
+            await seek(tp, mark)
+            self.seeks += 1
+            self.skipped += mark - msg.offset
+            log.info("fchannel spool: %s/%d starts at offset %d, behind the channel's mark "
+                     "%d: seeking to the mark (%d events are already stored)",
+                     msg.topic, msg.partition, msg.offset, mark, mark - msg.offset)
+        elif msg.offset > mark:
+            self.committed_past_marks += msg.offset - mark
+            log.warning("fchannel spool: %s/%d starts at offset %d, past the channel's mark "
+                        "%d: offsets %d..%d were committed without being stored in this "
+                        "channel (another worker stored them, or they were lost)",
+                        msg.topic, msg.partition, msg.offset, mark, mark, msg.offset - 1)
 
     @property
     def pending(self) -> int:

@@ -25,6 +25,10 @@ callable or a ``KafkaProducer`` (every send acknowledged, see
 :class:`ProducerTarget`) and commits the take only after that succeeded; any
 error rolls the take back, so the events are delivered again later.
 
+:class:`SpooledProducer` wraps a ``KafkaProducer``: ``send()`` returns once
+the record is committed to a FileChannel, and a background thread delivers
+it (see docs/kafka.md).
+
 Offsets on assignment: the spooler positions a partition at the channel's
 mark, unless the group's committed offset is further on (another member of the
 group spooled the partition into its own channel meanwhile), in which case it
@@ -39,7 +43,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from fchannel.integrations._records import mark_key, record_event
+from fchannel.integrations._producer import SyncSpooledProducer
+from fchannel.integrations._records import Route, SpooledRecord, mark_key, record_event
 
 from fchannel.errors import ChannelFullError, ConfigError
 from fchannel.event import Event
@@ -52,7 +57,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError("fchannel.integrations.kafka needs kafka-python: "
                       "pip install 'fchannel[kafka]'") from exc
 
-__all__ = ["KafkaSpooler", "ProducerTarget", "drain", "mark_key"]
+__all__ = ["KafkaSpooler", "ProducerTarget", "SpooledProducer", "drain", "drain_all",
+           "mark_key"]
 
 log = logging.getLogger(__name__)
 
@@ -295,6 +301,7 @@ class KafkaSpooler:
                 return time.monotonic() >= self._retry_at
             if len(self._pending) >= self.batch_size:
                 return True
+            assert self._first_at is not None
             return time.monotonic() - self._first_at >= self.batch_duration
 
     def _add(self, records: Mapping[Any, list], moved: set, room: int) -> None:
@@ -424,50 +431,23 @@ class ProducerTarget:
                  allow_topic_override: bool = True, topic_header: str = "topic",
                  key_header: str | None = "key", partition_header: str | None = None,
                  forward_headers: bool = False, timeout: float = 30.0,
-                 require_acks_all: bool = True, default_partition: int | None = None) -> None:
+                 require_acks_all: bool = True, default_partition: int | None = None,
+                 render_topic: Callable[[Event], str] | None = None) -> None:
         acks = getattr(producer, "config", {}).get("acks")
         if require_acks_all and acks not in (-1, "all"):
             raise ConfigError(f"the KafkaProducer has acks={acks!r}; use acks='all' so a "
                               "committed take means the brokers have the records")
-        if topic is None and not allow_topic_override:
-            raise ConfigError("give a topic, or allow the topic header to choose it")
         self.producer = producer
-        self.topic = topic
-        self.allow_topic_override = allow_topic_override
-        self.topic_header = topic_header
-        self.key_header = key_header
-        self.partition_header = partition_header
-        self.forward_headers = forward_headers
+        self.route = Route(topic, allow_topic_override=allow_topic_override,
+                           topic_header=topic_header, key_header=key_header,
+                           partition_header=partition_header, forward_headers=forward_headers,
+                           default_partition=default_partition, render_topic=render_topic)
         self.timeout = timeout
-        self.default_partition = default_partition
-
-    def _route(self, e: Event) -> tuple[str, bytes | None, int | None]:
-        h = e.headers
-        topic = self.topic
-        if self.allow_topic_override and h.get(self.topic_header):
-            topic = h[self.topic_header]
-        if not topic:
-            raise ConfigError(f"event has no {self.topic_header!r} header and no "
-                              "default topic is set")
-        key = None
-        if self.key_header and h.get(self.key_header) is not None:
-            key = h[self.key_header].encode("utf-8")
-        part = self.default_partition
-        if self.partition_header and h.get(self.partition_header) is not None:
-            raw = h[self.partition_header]
-            try:
-                part = int(raw)
-            except ValueError:
-                raise ConfigError(f"header {self.partition_header}={raw!r} is not a "
-                                  "partition number") from None
-        return topic, key, part
 
     def __call__(self, events: Iterable[Event]) -> None:
         futures = []
         for e in events:
-            topic, key, part = self._route(e)
-            headers = ([(k, v.encode("utf-8")) for k, v in e.headers.items()]
-                       if self.forward_headers else None)
+            topic, key, part, headers = self.route(e)
             futures.append(self.producer.send(topic, value=e.body, key=key,
                                               partition=part, headers=headers))
         self.producer.flush(timeout=self.timeout)
@@ -512,3 +492,58 @@ def drain_all(channel: Any, target: Any, *, batch_size: int = 100,
         if n == 0:
             break
     return total
+
+
+# ---- a producer that never drops a record ---------------------------------------------
+class SpooledProducer(SyncSpooledProducer):
+    """``send()`` returns once the record is on disk in *channel*; a background
+    thread hands the records in order to *producer* (a ``KafkaProducer``) and
+    commits each take only after the broker acknowledged every record of the
+    batch. See :mod:`fchannel.integrations._producer` for ``flush``,
+    ``backlog``, ``oldest_age``, ``close``, the options and the guarantees.
+
+    The producer must use ``acks='all'`` and keep per-partition order on
+    retries: ``enable_idempotence=True``, or
+    ``max_in_flight_requests_per_connection=1``; and no key/value serializer
+    (give them to the SpooledProducer: what is stored is bytes). Anything else
+    is a ConfigError naming the setting. While the broker is unreachable,
+    each batch fails after the producer's ``delivery_timeout_ms`` and is sent
+    again after a pause.
+    """
+
+    def __init__(self, producer: Any, channel: Any, **options: Any) -> None:
+        cfg = getattr(producer, "config", None)
+        if not isinstance(producer, KafkaProducer) or cfg is None:
+            raise ConfigError(f"producer must be a kafka.KafkaProducer, got "
+                              f"{type(producer).__name__}")
+        if cfg.get("acks") not in (-1, "all"):
+            raise ConfigError(f"the KafkaProducer has acks={cfg.get('acks')!r}; use "
+                              "acks='all': the channel forgets a record once the broker "
+                              "acknowledged it")
+        if not cfg.get("enable_idempotence") and \
+                cfg.get("max_in_flight_requests_per_connection", 5) > 1:
+            raise ConfigError(
+                "the KafkaProducer may reorder records when a request fails: set "
+                "enable_idempotence=True "
+                "or max_in_flight_requests_per_connection=1 (now "
+                f"{cfg.get('max_in_flight_requests_per_connection')})")
+        for name in ("key_serializer", "value_serializer"):
+            if cfg.get(name) is not None:
+                raise ConfigError(f"the KafkaProducer has a {name}; give it to the "
+                                  f"SpooledProducer instead ({name}=...)")
+        super().__init__(producer, channel, **options)
+
+    def _deliver(self, records: list[SpooledRecord]) -> None:
+        futures = []
+        try:
+            for r in records:
+                futures.append(self.producer.send(
+                    r.topic, value=r.value, key=r.key, partition=r.partition,
+                    timestamp_ms=r.timestamp_ms, headers=r.headers))
+        finally:
+            # every send handed over settles (acknowledged, or failed after
+            # delivery_timeout_ms) before the take commits or rolls back
+            self.producer.flush()
+        for f in futures:
+            if f.failed():
+                raise f.exception

@@ -12,8 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 PY=${PYTHON:-python3}
-# confluent, aiokafka, quix: add them here once their extras exist on main
-EXTRAS=test,agent,s3,hdfs,formats,faust,kafka
+EXTRAS=test,agent,s3,hdfs,formats,faust,kafka,confluent,aiokafka,quix
 TEST_STAMP=.venv/.fchannel-test-stamp
 start=$SECONDS
 step() { echo "== $* ($((SECONDS - start)) s)"; }

@@ -6,9 +6,12 @@ Flume's spellings work too: ``-f``/``-n``, ``-c DIR`` (accepted and unused:
 there is no classpath here), ``-Dflume.monitoring.type=http
 -Dflume.monitoring.port=34545``, and
 ``-DpropertiesImplementation=org.apache.flume.node.EnvVarResolverProperties``
-(``${NAME}`` in values is replaced by environment variable NAME).  SIGTERM or SIGINT stops the agent cleanly
-(exit status 0); a configuration problem exits with status 2 after listing
-every problem.
+(``${NAME}`` in values is replaced by environment variable NAME);
+``${env:NAME}`` and ``${sys:NAME}`` (a ``-DNAME=value``) work without it, as
+in Flume 1.10.  Monitoring without a port serves on Flume's 41414.  SIGTERM or
+SIGINT stops the agent cleanly (exit status 0); a configuration problem
+exits with status 2 after listing every problem; a channel that cannot be
+opened (permission, lock, damage) exits with status 1 saying which.
 """
 from __future__ import annotations
 
@@ -32,6 +35,14 @@ class _ComponentFilter(logging.Filter):
         name = record.name
         if name.startswith("fchannel."):
             name = name[len("fchannel."):]
+        # the file channel's own lines read "<channel name>: ...": tag them as
+        # the channel, [channel.c1], like every other component's lines
+        if name.split(".")[0] == "file" and isinstance(record.msg, str) \
+                and record.msg.startswith("%s: ") and isinstance(record.args, tuple) \
+                and record.args and isinstance(record.args[0], str):
+            name = f"channel.{record.args[0]}"
+            record.msg = record.msg[4:]
+            record.args = record.args[1:]
         record.component = name
         return True
 
@@ -58,15 +69,29 @@ def register(subparsers: Any) -> None:
                    help="the agent's name: the first part of its property keys")
     p.add_argument("-c", "--conf", metavar="DIR", help="Flume's conf dir (accepted, unused)")
     p.add_argument("--monitoring", choices=["http"], help="serve counters (http)")
-    p.add_argument("--port", type=int, help="port of the monitoring server")
+    p.add_argument("--port", type=int, help="port of the monitoring server (41414)")
     p.add_argument("--monitoring-host", default="0.0.0.0", help="address to serve on")
     p.add_argument("-D", dest="defines", action="append", default=[], metavar="KEY=VALUE",
-                   help="Flume system properties: flume.monitoring.type, flume.monitoring.port")
+                   help="Flume system properties: flume.monitoring.type, "
+                        "flume.monitoring.port, propertiesImplementation, and any NAME a "
+                        "${sys:NAME} in the file refers to")
     p.add_argument("--log-level", default="INFO",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level")
     p.add_argument("--no-reload-conf", action="store_true",
                    help="accepted for Flume compatibility (configuration is never reloaded)")
     p.set_defaults(func=run)
+
+
+DEFAULT_MONITORING_PORT = 41414  # Flume's
+
+
+def _system_properties(args: argparse.Namespace) -> dict[str, str]:
+    """The ``-DKEY=VALUE`` settings, for ``${sys:KEY}`` lookups."""
+    out = {}
+    for d in args.defines:
+        key, _, value = d.partition("=")
+        out[key.strip()] = value
+    return out
 
 
 def _monitoring(args: argparse.Namespace) -> tuple[str | None, int | None]:
@@ -83,25 +108,38 @@ def _monitoring(args: argparse.Namespace) -> tuple[str | None, int | None]:
     if kind is not None and kind != "http":
         raise ConfigError(f"monitoring type {kind!r} is not supported; supported: http")
     if kind == "http" and port is None:
-        raise ConfigError("--monitoring http needs --port (or -Dflume.monitoring.port)")
+        port = DEFAULT_MONITORING_PORT
+    if port is not None and not 0 <= port <= 65535:
+        raise ConfigError(f"monitoring port {port} is not a port number (0-65535)")
     return kind, port
 
 
 def run(args: argparse.Namespace) -> int:
     from fchannel.agent.agent import Agent
+    from fchannel.agent.config import ChannelOpenError
     from fchannel.agent.properties import ENV_RESOLVER, load_properties, resolve_env
+    from fchannel.agent.registry import missing_extra
 
     setup_logging(args.log_level)
     log = logging.getLogger("fchannel.agent")
     try:
         kind, port = _monitoring(args)
+        if kind == "http":
+            try:
+                import prometheus_client  # noqa: F401
+            except ImportError as exc:
+                raise ConfigError(missing_extra("monitoring", "http", exc)) from None
         props = load_properties(args.conf_file)
         if f"propertiesImplementation={ENV_RESOLVER}" in args.defines:
             props = resolve_env(props, os.environ)
-        agent = Agent.from_properties(props, args.name)
+        agent = Agent.from_properties(props, args.name, environ=os.environ,
+                                      system=_system_properties(args))
     except ConfigError as exc:
-        log.error("%s", exc)
+        log.error("configuration problem: %s", exc)
         return 2
+    except ChannelOpenError as exc:
+        log.error("%s", exc)
+        return 1
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -119,6 +157,9 @@ def run(args: argparse.Namespace) -> int:
             return 1
     try:
         agent.start()
+    except ConfigError as exc:
+        log.error("configuration problem: %s", exc)
+        return 2
     except (ChannelError, OSError) as exc:
         log.error("agent %r failed to start: %s", args.name, exc)
         agent.stop()

@@ -46,10 +46,23 @@ class Component:
         """Read properties; record problems with ``ctx.problem``/typed getters."""
 
     def start(self) -> None:
-        pass
+        """Start; a start that raises must leave nothing running (the
+        supervisor calls ``start`` again later, not ``stop``)."""
 
     def stop(self) -> None:
         pass
+
+    def died(self, exc: BaseException) -> None:
+        """Tell the supervisor this component stopped working (its own thread
+        ended on an error, say): it is stopped and started again."""
+        self._failure: BaseException | None = exc
+
+    def failure(self) -> BaseException | None:
+        """The error reported through :meth:`died` since the last start, or None."""
+        return getattr(self, "_failure", None)
+
+    def clear_failure(self) -> None:
+        self._failure = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

@@ -19,7 +19,13 @@ from fchannel.agent import registry
 from fchannel.agent.component import Interceptor, Sink, Source
 from fchannel.agent.counters import ChannelCounterView
 from fchannel.agent.processor import ChannelProcessor
-from fchannel.agent.properties import Context, split_names
+from fchannel.agent.properties import (
+    Context,
+    close_matches,
+    did_you_mean,
+    resolve_lookups,
+    split_names,
+)
 from fchannel.agent.runners import SinkRunner, SourceRunner
 from fchannel.agent.sinkgroups import DefaultSinkProcessor
 from fchannel.errors import ConfigError
@@ -109,23 +115,209 @@ def _configure(obj: Any, ctx: Context, what: str) -> None:
         ctx.problem(None, f"configuring {what} failed: {type(exc).__name__}: {exc}")
 
 
-def _warn_unused(ctx: Context, parts: AgentParts, always_used: tuple[str, ...] = ()) -> None:
+# Properties Flume documents for a source or sink type that have no effect
+# here (a trailing "." stands for every key under it): warned about as such
+# rather than as unknown.
+COMPONENT_NO_EFFECT: dict[tuple[str, str], tuple[str, ...]] = {
+    ("sink", "hdfs"): ("hdfs.minBlockReplicas", "hdfs.writeFormat", "hdfs.threadsPoolSize",
+                       "hdfs.rollTimerPoolSize", "hdfs.kerberosPrincipal",
+                       "hdfs.kerberosKeytab", "hdfs.proxyUser", "hdfs.callTimeout"),
+    ("source", "http"): ("QueuedThreadPool.", "HttpConfiguration.", "SslContextFactory.",
+                         "ServerConnector."),
+}
+
+
+def _no_effect(kind: str, type_value: str | None, key: str) -> bool:
+    if not type_value:
+        return False
+    names = COMPONENT_NO_EFFECT.get((kind, registry.canonical(kind, type_value)), ())
+    return any(key == n or (n.endswith(".") and key.startswith(n)) for n in names)
+
+
+def _warn_unused(ctx: Context, parts: AgentParts, always_used: tuple[str, ...] = (),
+                 kind: str = "", type_value: str | None = None) -> None:
     for k in ctx.unused():
         if k in always_used:
             continue
+        if _no_effect(kind, type_value, k):
+            parts.warnings.append(f"{ctx.key(k)} = {ctx.as_dict()[k]!r}: a Flume "
+                                  f"{type_value} {kind} property that has no effect in "
+                                  "fchannel; ignored")
+            continue
         parts.warnings.append(f"{ctx.key(k)} = {ctx.as_dict()[k]!r} is not a property "
-                              f"of {ctx.owner}; ignored")
+                              f"of {ctx.owner}; ignored{ctx.suggest(k)}")
 
 
-def build_agent(props: Mapping[str, str], agent: str) -> AgentParts:
-    """Configure agent *agent* from *props*; raise ConfigError listing every problem."""
-    problems: list[str] = []
+# Properties Flume documents for a channel type that have no effect here:
+# accepted with one warning each, and not passed to the channel.
+NO_EFFECT: dict[str, dict[str, str]] = {
+    "file": {
+        "use-log-replay-v1": "fchannel has one replay",
+        "compressBackupCheckpoint": "the backup checkpoint is kept uncompressed",
+        "write-timeout": "deprecated in Flume; writes do not time out",
+        "checkpoint-timeout": "deprecated in Flume; checkpoints do not time out",
+    },
+}
+
+# Every property Flume documents for its file channel (for "did you mean")
+FLUME_FILE_CHANNEL = (
+    "type", "checkpointDir", "useDualCheckpoints", "backupCheckpointDir", "dataDirs",
+    "transactionCapacity", "checkpointInterval", "maxFileSize", "minimumRequiredSpace",
+    "capacity", "keep-alive", "use-log-replay-v1", "use-fast-replay", "checkpointOnClose",
+    "compressBackupCheckpoint", "fsyncPerTransaction", "fsyncInterval",
+    "encryption.activeKey", "encryption.cipherProvider", "encryption.keyProvider",
+)
+FLUME_MEMORY_CHANNEL = ("type", "capacity", "transactionCapacity", "keep-alive",
+                        "byteCapacityBufferPercentage", "byteCapacity")
+_KNOWN_CHANNEL_PROPS = {"file": FLUME_FILE_CHANNEL, "memory": FLUME_MEMORY_CHANNEL}
+
+
+class _StandIn:
+    """A validated but unopened channel: what the first (dry) configuration
+    pass hands to sources and sinks, so nothing touches the disk before the
+    whole configuration is known to be good."""
+
+    def __init__(self, name: str, capacity: Any, transaction_capacity: Any) -> None:
+        self.name = name
+        self.capacity = capacity
+        self.transaction_capacity = transaction_capacity
+
+    def close(self) -> None:
+        pass
+
+
+def _channel_type_key(ctype: str) -> str:
+    return registry.canonical("channel", ctype)
+
+
+def _channel_props(ctx: Context, ctype: str, parts: AgentParts) -> dict[str, str]:
+    """The properties to hand to the channel factory: documented Flume
+    properties that have no effect here are dropped with one warning."""
+    no_effect = NO_EFFECT.get(_channel_type_key(ctype), {})
+    out: dict[str, str] = {}
+    for k, v in ctx.as_dict().items():
+        if k == "type":
+            continue
+        why = no_effect.get(k)
+        if why is not None:
+            ctx.used.add(k)
+            parts.warnings.append(f"{ctx.key(k)} = {v!r}: a Flume {_channel_type_key(ctype)} "
+                                  f"channel property that has no effect in fchannel ({why}); "
+                                  "ignored")
+            continue
+        out[k] = v
+    return out
+
+
+def _channel_hints(ctx: Context, ctype: str, cprops: Mapping[str, str]) -> str:
+    """" (did you mean ...)" for the properties that look like misspelt
+    documented ones, to append to the channel's own error."""
+    known = _KNOWN_CHANNEL_PROPS.get(_channel_type_key(ctype))
+    if not known:
+        return ""
+    hints = []
+    for k in cprops:
+        if k in known or k.startswith("encryption."):
+            continue
+        found = close_matches(k, known)
+        if found:
+            hints.append(f"{ctx.key(k)}: did you mean "
+                         + " or ".join(ctx.prefix + f for f in found) + "?")
+    return f" ({'; '.join(hints)})" if hints else ""
+
+
+def _validate_channel(factory: Any, cprops: dict[str, str], name: str) -> Any:
+    """Check a channel's properties without opening it: a factory may offer
+    ``validate(props, name=...)``, returning an unopened stand-in with
+    ``capacity`` and ``transaction_capacity``, or None when it cannot check
+    without opening (the channel is then checked when it is opened)."""
+    validate = getattr(factory, "validate", None)
+    if validate is not None:
+        return validate(cprops, name=name)
+    return None
+
+
+def build_agent(props: Mapping[str, str], agent: str, *,
+                environ: Mapping[str, str] | None = None,
+                system: Mapping[str, str] | None = None) -> AgentParts:
+    """Configure agent *agent* from *props*; raise ConfigError listing every problem.
+
+    ``${env:NAME}`` and ``${sys:NAME}`` in the agent's values are resolved
+    first (*environ* defaults to ``os.environ``, *system* holds the ``-D``
+    settings).  The whole configuration is checked with stand-ins for the
+    channels before any channel is opened (so a bad configuration creates no
+    directory and writes no file); only then are the channels opened and the
+    components configured with them.
+    """
+    import os
     prefix = agent + "."
+    props, problems = resolve_lookups(props, os.environ if environ is None else environ,
+                                      system or {}, prefix)
     agent_props = {k[len(prefix):]: v for k, v in props.items() if k.startswith(prefix)}
     if not agent_props:
         found = sorted({k.split(".", 1)[0] for k in props if "." in k})
+        hint = did_you_mean(agent, found)
         raise ConfigError(f"no properties for agent {agent!r} (no key starts with {prefix!r}); "
-                          f"agents in the file: {', '.join(found) or 'none'}")
+                          f"agents in the file: {', '.join(found) or 'none'}{hint}")
+    # pass 1: everything configured against stand-ins, nothing opened
+    dry = _build(agent, agent_props, list(problems), open_channels=False)
+    if dry.problems:
+        _fail(agent, dry.problems, dry.parts)
+    # pass 2: open the channels, configure the components with them
+    real = _build(agent, agent_props, list(problems), open_channels=True)
+    if real.problems:
+        _fail(agent, real.problems, real.parts)
+    return real.parts
+
+
+class ChannelOpenError(Exception):
+    """A channel whose configuration is good could not be opened: a
+    permission problem, a lock held by another process, damage, a full disk.
+    ``category`` says which kind of problem it is."""
+
+    def __init__(self, channel: str, exc: BaseException) -> None:
+        from fchannel.errors import ChannelLockedError, CorruptionError
+        self.channel = channel
+        self.cause = exc
+        if isinstance(exc, PermissionError):
+            self.category = "permission problem"
+        elif isinstance(exc, ChannelLockedError):
+            self.category = "in use"
+        elif isinstance(exc, CorruptionError):
+            self.category = "damaged channel"
+        elif isinstance(exc, OSError):
+            self.category = "file system problem"
+        else:
+            self.category = "runtime failure"
+        super().__init__(f"cannot open channel {channel!r}: {self.category}: "
+                         f"{type(exc).__name__}: {exc}")
+
+
+def _close_quietly(ch: Any) -> None:
+    try:
+        ch.close()
+    except Exception as exc:  # pragma: no cover - reported, not raised
+        log.warning("closing channel %r after a failed configuration: %s",
+                    getattr(ch, "name", ch), exc)
+
+
+def _fail(agent: str, problems: list[str], parts: AgentParts) -> None:
+    for ch in parts.channels.values():
+        _close_quietly(ch)
+    n = len(problems)
+    raise ConfigError(f"configuration of agent {agent!r} has {n} problem"
+                      f"{'s' if n != 1 else ''}:\n  " + "\n  ".join(problems))
+
+
+@dataclass
+class _Built:
+    parts: AgentParts
+    problems: list[str]
+
+
+def _build(agent: str, agent_props: dict[str, str], problems: list[str], *,
+           open_channels: bool) -> _Built:
+    prefix = agent + "."
     parts = AgentParts(agent)
     lists = {cat: _names(agent_props, agent, cat, problems) for cat in CATEGORIES}
     if not lists["channels"]:
@@ -142,10 +334,12 @@ def build_agent(props: Mapping[str, str], agent: str) -> AgentParts:
         if cat in CATEGORIES:
             comp = rest.split(".", 1)[0]
             if comp not in lists[cat]:
+                hint = did_you_mean(comp, lists[cat])
                 parts.warnings.append(f"{prefix}{k} = {v!r}: {comp!r} is not listed in "
-                                      f"{prefix}{cat}; ignored")
+                                      f"{prefix}{cat}; ignored{hint}")
         else:
-            parts.warnings.append(f"{prefix}{k} = {v!r}: unknown key; ignored")
+            hint = did_you_mean(cat, CATEGORIES, prefix)
+            parts.warnings.append(f"{prefix}{k} = {v!r}: unknown key; ignored{hint}")
 
     def ctx_for(cat: str, name: str, kind: str) -> Context:
         return Context(_component_props(agent_props, cat, name), f"{prefix}{cat}.{name}.",
@@ -158,32 +352,47 @@ def build_agent(props: Mapping[str, str], agent: str) -> AgentParts:
         ctx = ctx_for("channels", name, "channel")
         channel_ctx[name] = ctx
         ctype = ctx.string("type", required=True)
-        cprops = {k: v for k, v in ctx.as_dict().items() if k != "type"}
         ch = None
         if ctype is not None:
+            cprops = _channel_props(ctx, ctype, parts)
+            for k in cprops:
+                ctx.used.add(k)
             try:
                 factory = registry.lookup("channel", ctype)
             except ConfigError as exc:
                 ctx.problem("type", str(exc))
             else:
                 try:
-                    ch = factory(cprops, name=name)
+                    if open_channels:
+                        ch = factory(cprops, name=name)
+                    else:
+                        ch = _validate_channel(factory, cprops, name)
+                        if ch is None:  # no dry check offered: a stand-in with no limits
+                            ch = _StandIn(name, None, None)
                 except ConfigError as exc:
-                    ctx.problem(None, str(exc))
+                    ctx.problem(None, str(exc) + _channel_hints(ctx, ctype, cprops))
                 except Exception as exc:
-                    ctx.problem(None, f"cannot open the channel: {type(exc).__name__}: {exc}")
+                    if not open_channels:
+                        ctx.problem(None, f"checking the channel failed: "
+                                          f"{type(exc).__name__}: {exc}")
+                    else:  # not a configuration problem: say what it is
+                        for other in parts.channels.values():
+                            _close_quietly(other)
+                        raise ChannelOpenError(name, exc) from exc
         if ch is None:
             parts.channels[name] = _Unbuilt(name)
         else:
             parts.channels[name] = ch
-            parts.channel_views[name] = ChannelCounterView(name, ch)
+            if open_channels:
+                parts.channel_views[name] = ChannelCounterView(name, ch)
 
     def channel_refs(ctx: Context, key: str, names: list[str]) -> list[str]:
         ok = []
         for n in names:
             if n not in parts.channels:
+                hint = did_you_mean(n, lists["channels"])
                 ctx.problem(key, f"channel {n!r} is not defined in {prefix}channels "
-                                 f"({' '.join(lists['channels']) or 'none'})")
+                                 f"({' '.join(lists['channels']) or 'none'}){hint}")
             else:
                 ok.append(n)
                 used_channels.add(n)
@@ -218,7 +427,7 @@ def build_agent(props: Mapping[str, str], agent: str) -> AgentParts:
                 ctx.used.add(k)
         if src is not None:
             _configure(src, ctx, f"source {name!r}")
-            _warn_unused(ctx, parts)
+            _warn_unused(ctx, parts, kind="source", type_value=stype)
             if selector is not None:
                 names_by_id = {id(c): n for n, c in chans.items()}
                 src.channel_processor = ChannelProcessor(name, selector, icps, names_by_id)
@@ -250,7 +459,7 @@ def build_agent(props: Mapping[str, str], agent: str) -> AgentParts:
                 sink.channel = parts.channels[cnames[0]]
                 sink.channel_name = cnames[0]
             _configure(sink, ctx, f"sink {name!r}")
-            _warn_unused(ctx, parts)
+            _warn_unused(ctx, parts, kind="sink", type_value=ktype)
             parts.sinks[name] = sink
 
     # ---- sink groups ---------------------------------------------------------
@@ -286,14 +495,4 @@ def build_agent(props: Mapping[str, str], agent: str) -> AgentParts:
             channel_ctx[name].problem(None, f"channel {name!r} is not used by any source or "
                                             "sink (list it in a source's channels or a "
                                             "sink's channel)")
-    if problems:
-        for ch in parts.channels.values():
-            try:
-                ch.close()
-            except Exception as exc:  # pragma: no cover - reported, not raised
-                log.warning("closing channel %r after a failed configuration: %s",
-                            getattr(ch, "name", ch), exc)
-        n = len(problems)
-        raise ConfigError(f"configuration of agent {agent!r} has {n} problem"
-                          f"{'s' if n != 1 else ''}:\n  " + "\n  ".join(problems))
-    return parts
+    return _Built(parts, problems)

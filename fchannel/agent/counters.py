@@ -15,12 +15,14 @@ SOURCE_COUNTERS = (
     "AppendReceivedCount", "AppendAcceptedCount",
     "AppendBatchReceivedCount", "AppendBatchAcceptedCount",
     "OpenConnectionCount", "ChannelWriteFail", "EventReadFail", "GenericProcessingFail",
+    "FailureCount", "RestartCount",   # fchannel's: the lifecycle supervisor's
 )
 
 SINK_COUNTERS = (
     "ConnectionCreatedCount", "ConnectionClosedCount", "ConnectionFailedCount",
     "BatchEmptyCount", "BatchUnderflowCount", "BatchCompleteCount",
     "EventDrainAttemptCount", "EventDrainSuccessCount", "EventWriteFail", "ChannelReadFail",
+    "FailureCount", "RestartCount",   # fchannel's: the lifecycle supervisor's
 )
 
 # channel counters are read from the channel's own ``counters`` mapping

@@ -7,7 +7,9 @@
 
 (values are strings, as in Flume).  ``/prometheus`` exposes the same
 counters through prometheus_client's text exposition, one metric family per
-counter (``fchannel_source_event_received_count{agent="a1",component="r1"}``).
+name: counters as counters (``fchannel_source_event_received_total``),
+gauges as gauges (``fchannel_channel_size``, ``fchannel_channel_fill_percentage``),
+labelled ``{agent="a1",component="r1"}``.
 """
 from __future__ import annotations
 
@@ -44,6 +46,32 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+# counters only grow; everything else a component reports is a gauge
+_COUNTER_SUFFIXES = ("Count", "Fail", "Errors", "Skipped", "Deleted", "Written", "Syncs")
+
+
+def is_counter(name: str) -> bool:
+    """True for a monotonic counter (Flume's ``...Count`` and ``...Fail``
+    names, fchannel's ``...Written``, ``...Deleted``...), False for a gauge
+    (sizes, capacities, fill, open connections, times, open figures)."""
+    return name not in GAUGES and name.endswith(_COUNTER_SUFFIXES)
+
+
+def metric_name(kind: str, counter: str) -> str:
+    """``fchannel_<kind>_<name>`` in snake case, without repeating the kind
+    (``ChannelSize`` of a channel is ``fchannel_channel_size``) and, for
+    counters, without a trailing ``count`` (the exposition adds ``_total``)."""
+    k = kind.lower()
+    words = _snake(counter).split("_")
+    if words and words[0] == k and len(words) > 1:
+        words = words[1:]
+    if is_counter(counter) and words[-1] == "count" and len(words) > 1:
+        words = words[:-1]
+    if counter == "OpenConnectionCount":
+        words = ["open", "connections"]
+    return f"fchannel_{k}_{'_'.join(words)}"
+
+
 class _Collector:
     """A prometheus_client collector reading the counter groups at scrape time."""
 
@@ -56,16 +84,19 @@ class _Collector:
         families: dict[str, Any] = {}
         for g in self.groups():
             for counter, value in g.snapshot().items():
-                if not isinstance(value, (int, float)):
+                if not isinstance(value, (int, float)) or isinstance(value, bool):
                     continue
-                base = f"fchannel_{g.kind.lower()}_{_snake(counter)}"
+                base = metric_name(g.kind, counter)
                 fam = families.get(base)
                 if fam is None:
-                    doc = f"Flume {g.kind.lower()} counter {counter}"
-                    if counter in GAUGES:
-                        fam = GaugeMetricFamily(base, doc, labels=["agent", "component"])
+                    if is_counter(counter):
+                        fam = CounterMetricFamily(
+                            base, f"Flume {g.kind.lower()} counter {counter}",
+                            labels=["agent", "component"])
                     else:
-                        fam = CounterMetricFamily(base, doc, labels=["agent", "component"])
+                        fam = GaugeMetricFamily(
+                            base, f"Flume {g.kind.lower()} gauge {counter}",
+                            labels=["agent", "component"])
                     families[base] = fam
                 fam.add_metric([self.agent_name, g.name], float(value))
         yield from families.values()

@@ -136,12 +136,65 @@ def resolve_env(props: Mapping[str, str], environ: Mapping[str, str]) -> dict[st
     return out
 
 
-_SPLIT = re.compile(r"\s+")
+# Flume's ${env:NAME} and ${sys:NAME} lookups (1.10+), with an optional
+# ":-default" as in the commons-text substitutor Flume uses
+_LOOKUP = re.compile(r"\$\{(env|sys):([^}:]+?)(?::-([^}]*))?\}")
+
+
+def resolve_lookups(props: Mapping[str, str], environ: Mapping[str, str],
+                    system: Mapping[str, str], prefix: str = "") -> tuple[dict[str, str],
+                                                                          list[str]]:
+    """Replace ``${env:NAME}`` (environment variable) and ``${sys:NAME}``
+    (a ``-DNAME=value`` given to the agent command) in the values of the keys
+    under *prefix*, as Flume 1.10 does; ``${env:NAME:-default}`` gives a
+    default.  Returns the new properties and one problem per unresolved
+    reference, naming the key and its value."""
+    out: dict[str, str] = {}
+    problems: list[str] = []
+    for k, v in props.items():
+        if "${" not in v or not k.startswith(prefix):
+            out[k] = v
+            continue
+
+        def sub(m: re.Match[str], key: str = k, raw: str = v) -> str:
+            kind, name, default = m.group(1), m.group(2), m.group(3)
+            table = environ if kind == "env" else system
+            if name in table:
+                return table[name]
+            if default is not None:
+                return default
+            what = ("environment variable" if kind == "env"
+                    else "system property (give it with -D" + name + "=...)")
+            problems.append(f"{key} = {raw!r}: {what} {name} is not set")
+            return m.group(0)
+        out[k] = _LOOKUP.sub(sub, v)
+    return out, problems
+
+
+_SPLIT = re.compile(r"[\s,]+")
 
 
 def split_names(value: str) -> list[str]:
-    """Flume's component lists are separated by whitespace."""
+    """Flume's component lists are separated by whitespace, its list-valued
+    properties (``kafka.topics``, ``dataDirs``, ...) by commas: both work."""
     return [v for v in _SPLIT.split(value.strip()) if v]
+
+
+def close_matches(word: str, candidates: Iterable[str]) -> list[str]:
+    """Likely intended spellings of *word* among *candidates* (for "did you mean")."""
+    import difflib
+    cands = [c for c in candidates if c != word]
+    lower = {c.lower(): c for c in cands}
+    if word.lower() in lower:  # a difference of case only
+        return [lower[word.lower()]]
+    return difflib.get_close_matches(word, cands, n=2, cutoff=0.75)
+
+
+def did_you_mean(word: str, candidates: Iterable[str], prefix: str = "") -> str:
+    found = close_matches(word, candidates)
+    if not found:
+        return ""
+    return "; did you mean " + " or ".join(prefix + f for f in found) + "?"
 
 
 class Context:
@@ -196,6 +249,17 @@ class Context:
                 self.used.add(k)
         return Context(inner, self.prefix + prefix, self.problems, self.owner)
 
+    def _missing(self, name: str) -> None:
+        what = f" (required by {self.owner})" if self.owner else ""
+        hint = did_you_mean(name, [k for k in self._props if k not in self.used],
+                            self.prefix)
+        self.problems.append(f"{self.key(name)} is missing{what}{hint}")
+
+    def suggest(self, name: str) -> str:
+        """"; did you mean <prefix>X?" for an unread key *name* close to a key
+        the component asked for, or ''."""
+        return did_you_mean(name, [k for k in self.used if k not in self._props], self.prefix)
+
     # ---- typed getters ----------------------------------------------------
     def get(self, name: str, default: Any = None) -> Any:
         self.used.add(name)
@@ -210,8 +274,7 @@ class Context:
         value = self._props.get(name)
         if value is None or (required and not value.strip()):
             if required:
-                what = f" (required by {self.owner})" if self.owner else ""
-                self.problems.append(f"{self.key(name)} is missing{what}")
+                self._missing(name)
             return default
         if choices is not None:
             allowed = list(choices)
@@ -226,8 +289,7 @@ class Context:
         value = self._props.get(name)
         if value is None or not value.strip():
             if required:
-                what = f" (required by {self.owner})" if self.owner else ""
-                self.problems.append(f"{self.key(name)} is missing{what}")
+                self._missing(name)
             return default
         try:
             return convert(self.key(name), value)

@@ -98,6 +98,13 @@ def _import_path(path: str) -> Any:
     return obj
 
 
+def canonical(kind: str, type_name: str) -> str:
+    """The registered name *type_name* stands for (Flume class names resolved)."""
+    name = type_name.strip()
+    with _lock:
+        return _aliases[kind].get(name, name.lower())
+
+
 def lookup(kind: str, type_name: str) -> Callable[..., Any]:
     """The factory for *type_name*, or ConfigError naming it and the known types."""
     name = type_name.strip()
@@ -105,7 +112,10 @@ def lookup(kind: str, type_name: str) -> Callable[..., Any]:
         key = _aliases[kind].get(name, name.lower())
         factory = _registry[kind].get(key)
     if isinstance(factory, str):
-        factory = _import_path(factory)
+        try:
+            factory = _import_path(factory)
+        except ImportError as exc:
+            raise ConfigError(missing_extra(kind, name, exc)) from None
         with _lock:
             _registry[kind][key] = factory
     if factory is not None:
@@ -123,8 +133,28 @@ def lookup(kind: str, type_name: str) -> Callable[..., Any]:
         if not callable(obj):
             raise ConfigError(f"{kind} type {name!r} is not callable")
         return obj  # type: ignore[no-any-return]
+    from fchannel.agent.properties import did_you_mean
     raise ConfigError(f"unknown {kind} type {name!r}; supported: "
-                      f"{', '.join(known_types(kind))}, or a dotted Python path")
+                      f"{', '.join(known_types(kind))}, or a dotted Python path"
+                      f"{did_you_mean(name.lower(), known_types(kind))}")
+
+
+# the extra of pyproject.toml that installs each optional top-level module
+EXTRAS = {
+    "grpc": "agent", "google": "agent", "prometheus_client": "agent",
+    "kafka": "kafka", "fsspec": "hdfs", "pyarrow": "hdfs", "s3fs": "s3",
+    "fastavro": "formats", "zstandard": "formats", "faust": "faust",
+}
+
+
+def missing_extra(what: str, name: str, exc: ImportError) -> str:
+    """One line naming the extra that provides the module *exc* misses."""
+    mod = (getattr(exc, "name", None) or "").split(".")[0]
+    extra = EXTRAS.get(mod)
+    if extra is None:
+        return f"{what} {name} cannot be loaded: {exc}"
+    return (f"{what} {name} needs `pip install 'fchannel[{extra}]'` "
+            f"(module {mod!r} is not installed)")
 
 
 # ---- built-ins -------------------------------------------------------------------
@@ -138,9 +168,59 @@ def _file_channel(props: Any, name: str = "file-channel") -> Any:
     return FileChannel.from_properties(props, name=name)
 
 
+def _validate_file_channel(props: Any, name: str = "file-channel") -> Any:
+    """Check file channel properties without touching the disk: everything
+    FileChannel checks before it opens its directories runs, then the open is
+    stopped.  Returns the unopened instance (its capacity and
+    transaction_capacity are read by the configuration)."""
+    from fchannel import FileChannel  # type: ignore[attr-defined]
+
+    class _Checked(Exception):
+        pass
+
+    class _DryFileChannel(FileChannel):  # type: ignore[misc, valid-type]
+        def _open(self, *args: Any, **kwargs: Any) -> None:
+            raise _Checked(self)   # everything before the open validated the settings
+
+    if not hasattr(FileChannel, "_open"):  # a core without this hook: no dry check
+        return None
+    try:
+        _DryFileChannel.from_properties(props, name=name)
+    except _Checked as done:
+        return _DryView(done.args[0])
+    return None  # pragma: no cover - _open always runs
+
+
+class _DryView:
+    """Capacity and transaction capacity of a validated, unopened channel."""
+
+    def __init__(self, ch: Any) -> None:
+        self.name = ch.name
+        self.capacity = _read(ch, "capacity", "_capacity")
+        self.transaction_capacity = _read(ch, "transaction_capacity", "_transaction_capacity")
+
+    def close(self) -> None:
+        pass
+
+
+def _read(obj: Any, *names: str) -> Any:
+    for n in names:
+        try:
+            return getattr(obj, n)
+        except Exception:
+            continue
+    return None
+
+
+_file_channel.validate = _validate_file_channel  # type: ignore[attr-defined]
+
+
 def _memory_channel(props: Any, name: str = "memory-channel") -> Any:
     from fchannel.memory import MemoryChannel
     return MemoryChannel.from_properties(props, name=name)
+
+
+_memory_channel.validate = _memory_channel  # type: ignore[attr-defined]
 
 
 def _builtins() -> None:
@@ -162,6 +242,12 @@ def _builtins() -> None:
              aliases=("org.apache.flume.source.SpoolDirectorySource",))
     register("source", "taildir", src + "taildir:TaildirSource",
              aliases=("org.apache.flume.source.taildir.TaildirSource",))
+    register("source", "syslogtcp", src + "syslog:SyslogTcpSource",
+             aliases=("org.apache.flume.source.SyslogTcpSource",))
+    register("source", "multiport_syslogtcp", src + "syslog:MultiportSyslogTcpSource",
+             aliases=("org.apache.flume.source.MultiportSyslogTCPSource",))
+    register("source", "syslogudp", src + "syslog:SyslogUdpSource",
+             aliases=("org.apache.flume.source.SyslogUDPSource",))
     register("source", "grpc", "fchannel.rpc.source:GrpcSource")  # multi-hop (fchannel.rpc)
     register("source", "kafka", "fchannel.integrations.kafka_agent:KafkaSource",
              aliases=("org.apache.flume.source.kafka.KafkaSource",))
@@ -173,6 +259,8 @@ def _builtins() -> None:
              aliases=("org.apache.flume.sink.NullSink",))
     register("sink", "file_roll", snk + "file_roll:RollingFileSink",
              aliases=("org.apache.flume.sink.RollingFileSink",))
+    register("sink", "http", snk + "http:HttpSink",
+             aliases=("org.apache.flume.sink.http.HttpSink",))
     register("sink", "grpc", "fchannel.rpc.sink:GrpcSink")  # multi-hop (fchannel.rpc)
     register("sink", "kafka", "fchannel.integrations.kafka_agent:KafkaSink",
              aliases=("org.apache.flume.sink.kafka.KafkaSink",))

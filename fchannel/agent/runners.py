@@ -54,6 +54,13 @@ class _PollingRunner:
             else:
                 backoffs = 0
 
+    def failure(self) -> BaseException | None:
+        """An error if the loop thread ended without being asked to."""
+        t = self._thread
+        if t is not None and not t.is_alive() and not self._stop.is_set():
+            return RuntimeError(f"runner thread {self.name} ended unexpectedly")
+        return None
+
     def stop(self, timeout: float | None = None) -> bool:
         """Ask the loop to end after the current call; True if it ended."""
         self._stop.set()
@@ -76,11 +83,28 @@ class SourceRunner:
                 f"source-{source.name}", source.log, source,
                 getattr(source, "backoff_increment", 0.05), getattr(source, "max_backoff", 1.0))
 
+    @property
+    def name(self) -> str:
+        return str(self.source.name)
+
     def start(self) -> None:
+        stopping = getattr(self.source, "_stopping", None)
+        if stopping is not None:
+            stopping.clear()
+        if hasattr(self.source, "clear_failure"):
+            self.source.clear_failure()
         self.source.start()
         self.source.counter.started()
         if self._poller is not None:
             self._poller.start()
+
+    def failure(self) -> BaseException | None:
+        if self._poller is not None:
+            exc = self._poller.failure()
+            if exc is not None:
+                return exc
+        f = getattr(self.source, "failure", None)
+        return f() if f is not None else None
 
     def stop(self, timeout: float = 10.0) -> None:
         if hasattr(self.source, "request_stop"):
@@ -107,8 +131,22 @@ class SinkRunner:
         return self.processor.sinks
 
     def start(self) -> None:
+        for s in self.processor.sinks:
+            if hasattr(s, "clear_failure"):
+                s.clear_failure()
         self.processor.start()
         self._poller.start()
+
+    def failure(self) -> BaseException | None:
+        exc = self._poller.failure()
+        if exc is not None:
+            return exc
+        for s in self.processor.sinks:
+            f = getattr(s, "failure", None)
+            exc = f() if f is not None else None
+            if exc is not None:
+                return exc
+        return None
 
     def stop(self, timeout: float = 30.0) -> None:
         if not self._poller.stop(timeout):

@@ -36,9 +36,19 @@ class SinkProcessor:
         pass
 
     def start(self) -> None:
-        for s in self.sinks:
-            s.start()
-            s.counter.started()
+        started: list[Sink] = []
+        try:
+            for s in self.sinks:
+                s.start()
+                s.counter.started()
+                started.append(s)
+        except BaseException:
+            for s in started:  # leave nothing half started: the start is retried
+                try:
+                    s.stop()
+                except Exception:
+                    s.log.exception("error while stopping")
+            raise
 
     def stop(self) -> None:
         for s in self.sinks:

@@ -382,13 +382,22 @@ cdef dict _decode_marks(const uint8_t* p, Py_ssize_t length):
 
 
 # ---- scanning a whole log (replay, check) ------------------------------------------
+cdef bint _all_zero(const uint8_t* p, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        if p[i] != 0:
+            return False
+    return True
+
+
 def scan(data, Py_ssize_t start, Py_ssize_t end=-1):
     """Walk the records of ``data[start:end]``.
 
     Returns ``(records, good_end, damage)``: *records* an ``array('q')`` of
     5-tuples (type, txn_id, woid, offset, aux) flattened, where aux is the
-    pointer of a take, ``kind | has_marks << 8`` of a commit, else 0;
-    *good_end* the offset after the last valid record; *damage* a list of
+    pointer of a take, ``kind | has_marks << 8 | count << 16`` of a commit, else 0;
+    *good_end* the offset after the last valid record (zero bytes from there
+    to the end are preallocated space, the clean end, not damage); *damage* a list of
     ``(start, end, kind)`` with kind ``"corrupt"`` (valid records follow) or
     ``"tail"`` (nothing valid follows: a torn or damaged tail)."""
     cdef const uint8_t[::1] view = data
@@ -417,7 +426,7 @@ def scan(data, Py_ssize_t start, Py_ssize_t end=-1):
             if p[2] == REC_TAKE:
                 aux = <int64_t>_r64(p + HDR)
             elif p[2] == REC_COMMIT:
-                aux = p[HDR] | ((_r32(p + HDR + 8) != 0) << 8)
+                aux = p[HDR] | ((_r32(p + HDR + 8) != 0) << 8) | (<int64_t>_r32(p + HDR + 4) << 16)
             else:
                 aux = 0
             out.data.as_longlongs[n] = p[2]
@@ -429,6 +438,8 @@ def scan(data, Py_ssize_t start, Py_ssize_t end=-1):
             pos += length
             good_end = pos
             continue
+        if base[pos] == 0 and _all_zero(base + pos, end - pos):
+            break   # zeros to the end: preallocated space, the clean end of the log
         # damaged or incomplete: look for the next valid record
         found = False
         q = pos + 1

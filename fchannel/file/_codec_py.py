@@ -243,13 +243,16 @@ def scan(data, start: int, end: int = -1):
             if rtype == F.REC_TAKE:
                 aux = _I64.unpack_from(mv, pos + HDR)[0]
             elif rtype == F.REC_COMMIT:
-                aux = mv[pos + HDR] | ((_U32.unpack_from(mv, pos + HDR + 8)[0] != 0) << 8)
+                aux = (mv[pos + HDR] | ((_U32.unpack_from(mv, pos + HDR + 8)[0] != 0) << 8)
+                       | (_U32.unpack_from(mv, pos + HDR + 4)[0] << 16))
             else:
                 aux = 0
             out.extend((rtype, _as_i64(txn), _as_i64(woid), pos, aux))
             pos += length
             good_end = pos
             continue
+        if mv[pos] == 0 and not any(mv[pos:end]):
+            break   # zeros to the end: preallocated space, the clean end of the log
         q = pos + 1
         found = False
         while q + HDR <= end:

@@ -116,8 +116,8 @@ class FileChannel(ChannelBase):
         self._checkpointer = Checkpointer(st, self._log, self._store, self._committer.gate,
                                           self._txn_ids.peek, s.checkpoint_dir, s.backup_dir)
         self._open_seconds = time.monotonic() - t0
-        self._start_threads(first_checkpoint=ckpt is None or self._replay.records > 0)
         self._st = st
+        self._start_threads(first_checkpoint=ckpt is None or self._replay.records > 0)
 
     def _find_missing_logs(self, queue: Any) -> None:
         """Report queued events that point into a log file no data dir has
@@ -184,8 +184,10 @@ class FileChannel(ChannelBase):
         while not self._stop.wait(self._settings.fsync_interval):
             try:
                 self._log.sync_all()
-            except OSError as exc:
-                log.error("%s: periodic fsync failed: %s", self.name, exc)
+            except (OSError, ChannelError) as exc:
+                log.error("%s: periodic fsync failed, the channel stops: %s", self.name, exc)
+                self._state().fail(f"a periodic fsync failed ({exc})")
+                return
 
     # ---- the channel face -----------------------------------------------------------------
     @property
@@ -285,7 +287,7 @@ class FileChannel(ChannelBase):
             st.closed = True
             st.cond.notify_all()
         try:
-            if self._settings.checkpoint_on_close:
+            if self._settings.checkpoint_on_close and not st.failed:
                 try:
                     self._checkpointer.checkpoint()
                 except (OSError, ChannelError) as exc:

@@ -18,7 +18,7 @@ from typing import Any
 
 from fchannel._compat import codec
 from fchannel._compat import queue as _queue_mod
-from fchannel.errors import ChannelError
+from fchannel.errors import ChannelError, from_os_error
 from fchannel.file import format as F
 from fchannel.file import gc
 from fchannel.file.checkpoint import CheckpointStore
@@ -55,12 +55,26 @@ class Checkpointer:
         except Exception as exc:
             with self.st.cond:
                 self.st.counters["checkpoint_error"] += 1
-            log.error("%s: checkpoint failed (will retry): %s", self.st.name, exc)
+            if self.log.sync_failed is not None:
+                self.st.fail(str(self.log.sync_failed))
+                log.error("%s: checkpoint failed, the channel stops: %s", self.st.name, exc)
+            else:
+                log.error("%s: checkpoint failed (will retry): %s", self.st.name, exc)
 
     def checkpoint(self) -> None:
+        try:
+            self._checkpoint()
+        except OSError as exc:
+            raise from_os_error(exc, self.st.name, f"writing a checkpoint in "
+                                f"{self.checkpoint_dir}") from exc
+
+    def _checkpoint(self) -> None:
         with self._mutex:
             if self.store.slots is None:   # released by close
                 return
+            if self.st.failed:   # what is in memory may not be what is on disk
+                raise ChannelError(f"channel {self.st.name!r}: no checkpoint after a failure: "
+                                   f"{self.st.failed}")
             t0 = time.monotonic()
             st, store, lg = self.st, self.store, self.log
             store.begin()

@@ -98,7 +98,24 @@ class Committer:
             return self.log.write(tx.dir, tx.buf, tx.starts)
         except BaseException as exc:
             tx.failed = f"{what} failed ({exc})"
+            if self.log.sync_failed is not None:   # a roll's sync of the previous file
+                self.st.fail(str(self.log.sync_failed))
             raise
+
+    def _sync(self, tx: FileTransaction, fid: int, end: int) -> None:
+        """Sync the commit's records; a failure puts the channel in the failed
+        state and the transaction's outcome is unknown until a reopen."""
+        try:
+            self.log.sync(fid, end, self.gate.busy())
+        except BaseException as exc:
+            why = f"syncing the commit of transaction {tx.id} failed ({exc})"
+            tx.failed = why
+            tx.unknown = True
+            self.st.fail(why)
+            raise ChannelError(
+                f"channel {self.st.name!r}: {why}; whether it committed is unknown until the "
+                "channel is reopened, which decides from the disk (the channel refuses work "
+                "until then)") from exc
 
     # ---- commit -------------------------------------------------------------------
     def commit(self, tx: FileTransaction) -> None:
@@ -135,11 +152,7 @@ class Committer:
             item = None
             try:
                 if self.fsync:
-                    try:
-                        self.log.sync(fid, end, gate.busy())
-                    except BaseException as exc:
-                        tx.failed = f"syncing its commit failed ({exc})"
-                        raise
+                    self._sync(tx, fid, end)
                 item = (tx.flushed + ptrs if tx.flushed else ptrs,
                         dict(tx.marks) if tx.marks else None, tx.id, tx.attempts, n)
             finally:
@@ -188,9 +201,15 @@ class Committer:
         try:
             with self.log.lock:
                 st.check_open()
-                _p, fid, end = self.log.write(tx.dir, buf, None, {p >> 32 for p in tx.taken})
+                try:
+                    _p, fid, end = self.log.write(tx.dir, buf, None,
+                                                  {p >> 32 for p in tx.taken})
+                except BaseException:
+                    if self.log.sync_failed is not None:
+                        self.st.fail(str(self.log.sync_failed))
+                    raise
             if self.fsync:
-                self.log.sync(fid, end, self.gate.busy())
+                self._sync(tx, fid, end)
             with st.cond:
                 if tx.marks:
                     st.marks.update(tx.marks)
@@ -205,16 +224,22 @@ class Committer:
     # ---- rollback -----------------------------------------------------------------
     def rollback(self, tx: FileTransaction) -> None:
         st = self.st
+        if tx.unknown:
+            self._forget(tx)
+            raise ChannelError(
+                f"channel {st.name!r}: cannot roll back transaction {tx.id}: {tx.failed}, so "
+                "its commit may be on disk; reopen the channel to learn its outcome")
         if tx.taken:
             with st.cond:
-                if not st.closed:
-                    st.queue.add_head(tx.taken)
+                # even while closing: a checkpoint on close either saw these as
+                # in flight or sees them queued again, never neither
+                st.queue.add_head(tx.taken)
                 st.active.pop(tx.id, None)
                 st.counters["rollback"] += 1
                 st.cond.notify_all()
             tx.taken = []
             return
-        if (tx.flushed or tx.wrote) and not st.closed:
+        if (tx.flushed or tx.wrote) and not st.closed and not st.failed:
             buf = bytearray()
             codec.encode_rollback(buf, tx.id)
             try:
@@ -228,4 +253,13 @@ class Committer:
             st.counters["put_attempt"] += tx.attempts
             st.counters["rollback"] += 1
             st.cond.notify_all()
+        tx.reset_puts()
+
+    def _forget(self, tx: FileTransaction) -> None:
+        """Drop a transaction whose outcome only a reopen can tell."""
+        with self.st.cond:
+            self.st.active.pop(tx.id, None)
+            if not tx.taken:
+                self.st.release(tx.pending)
+        tx.taken = []
         tx.reset_puts()

@@ -39,7 +39,7 @@ COMMIT_TAKES = 2
 # ---- scan results ----------------------------------------------------------------
 #: ``scan`` returns its records flattened into one int64 array, REC_FIELDS per
 #: record: type, transaction id, write-order id, offset in the file, and aux
-#: (the pointer of a take; ``kind | has_marks << 8`` of a commit; else 0).
+#: (the pointer of a take; ``kind | has_marks << 8 | count << 16`` of a commit; else 0).
 #: Read them as ``recs[i + REC_WOID]`` for i in range(0, len(recs), REC_FIELDS).
 REC_FIELDS = 5
 REC_TYPE, REC_TXN, REC_WOID, REC_OFFSET, REC_AUX = range(REC_FIELDS)

@@ -24,6 +24,12 @@ from fchannel.file import format as F
 
 log = logging.getLogger("fchannel.file")
 
+#: free space is asked of the file system at most this often while far above the minimum
+SPACE_SAMPLE_SECONDS = 0.5
+SPACE_MARGIN = 64 << 20
+#: how far ahead of the writer a log file is filled with zeros (docs/FORMAT.md)
+PREALLOC_STEP = 4 << 20
+_ZEROS = bytes(1 << 20)
 #: in LogFile.take_targets: the file's takes may point anywhere (it is damaged)
 ANY_FILE = -1
 _LOG_NAME = re.compile(r"^log-(\d+)$")
@@ -171,6 +177,7 @@ class _Writer:
         self.info = info
         self.fd = fd
         self.offset = offset          # next write position
+        self.allocated = offset       # the file is written (zeros ahead) up to here
         self.synced = offset          # everything before it is on disk
         self.syncing = False
         self.cond = threading.Condition(threading.Lock())
@@ -199,6 +206,10 @@ class Log:
         self._readers_lock = threading.Lock()
         self.bytes_written = 0
         self.syncs = 0
+        #: per data dir: (when, free bytes, bytes_written then) of the last statvfs
+        self._space: dict[int, tuple[float, int, int]] = {}
+        #: the first failed fdatasync (see _fdatasync)
+        self.sync_failed: ChannelError | None = None
 
     # ---- opening --------------------------------------------------------------
     def start_writers(self) -> None:
@@ -230,14 +241,16 @@ class Log:
                     os.unlink(path)
                 except OSError:
                     pass
-            if isinstance(exc, OSError) and exc.errno in NO_SPACE:
-                raise from_os_error(exc, self.name, f"in {self.data_dirs[i]!r} for a new "
-                                    "log file") from exc
+            if isinstance(exc, OSError):
+                where = (f"in {self.data_dirs[i]!r} for a new log file" if exc.errno in NO_SPACE
+                         else f"creating {path}")
+                raise from_os_error(exc, self.name, where) from exc
             raise
         self.next_file_id += 1
         old = self.writers[i]
         if old is not None:
-            codec.fdatasync(old.fd)
+            self._trim(old)
+            self._fdatasync(old.fd, old.info.path)
             old.info.closed = True
             try:
                 old.info.write_meta()
@@ -261,10 +274,22 @@ class Log:
 
     # ---- writing ----------------------------------------------------------------
     def check_space(self, i: int, nbytes: int) -> None:
+        """ChannelFullError if writing *nbytes* would leave data dir *i* below
+        minimum_required_space.  Free space is sampled, not asked of the file
+        system on every write: a sample is trusted while it is younger than
+        SPACE_SAMPLE_SECONDS and what was written since leaves a margin of
+        SPACE_MARGIN above the minimum (preallocated zeros already count as used)."""
         if self.minimum_required_space <= 0:
+            return
+        now = time.monotonic()
+        at, free_then, written_then = self._space.get(i, (-1e9, 0, 0))
+        estimate = free_then - (self.bytes_written - written_then)
+        if now - at < SPACE_SAMPLE_SECONDS and \
+                estimate - nbytes >= self.minimum_required_space + SPACE_MARGIN:
             return
         st = os.statvfs(self.data_dirs[i])
         free = st.f_bavail * st.f_frsize
+        self._space[i] = (now, free, self.bytes_written)
         if free - nbytes < self.minimum_required_space:
             raise ChannelFullError(
                 f"channel {self.name!r}: data dir {self.data_dirs[i]!r} has {free} bytes free, "
@@ -281,6 +306,7 @@ class Log:
         offset)``; the last two say how far the last file must be synced.
         Caller holds ``self.lock``.
         """
+        self._check_synced()
         first = self.next_woid
         nxt = codec.finalize(buf, 0, first)
         self.next_woid = nxt
@@ -345,13 +371,45 @@ class Log:
             count += 1
         return end, count
 
+    def _extend(self, w: _Writer, need: int) -> None:
+        """Write zeros ahead of the writer, so that commits overwrite blocks
+        the file system already holds: their fdatasync then carries no file
+        size or extent change (docs/FORMAT.md, "Preallocation").  The zeros
+        are synced once here, per step, not by every commit."""
+        target = min(self.max_file_size, max(need, w.allocated + PREALLOC_STEP))
+        pos = w.allocated
+        try:
+            while pos < target:
+                n = min(len(_ZEROS), target - pos)
+                codec.pwrite_all(w.fd, _ZEROS[:n] if n < len(_ZEROS) else _ZEROS, pos)
+                pos += n
+            self._fdatasync(w.fd, w.info.path)
+        except OSError as exc:
+            try:
+                os.ftruncate(w.fd, w.allocated)
+            except OSError:
+                pass
+            where = (f"in {self.data_dirs[w.info.dir_index]!r}" if exc.errno in NO_SPACE
+                     else f"extending {w.info.path}")
+            raise from_os_error(exc, self.name, where) from exc
+        w.allocated = target
+
+    def _trim(self, w: _Writer) -> None:
+        """Cut the zeros ahead of the writer off (a file that is rolled or closed)."""
+        if w.allocated > w.offset:
+            os.ftruncate(w.fd, w.offset)
+            w.allocated = w.offset
+
     def _pwrite(self, w: _Writer, data) -> None:
+        if w.offset + len(data) > w.allocated:
+            self._extend(w, w.offset + len(data))
         try:
             codec.pwrite_all(w.fd, data, w.offset)
         except OSError as exc:
             # cut the partial write off so the file stays a clean sequence of records
             try:
                 os.ftruncate(w.fd, w.offset)
+                w.allocated = w.offset
             except OSError:
                 pass
             where = (f"in {self.data_dirs[w.info.dir_index]!r}" if exc.errno in NO_SPACE
@@ -361,17 +419,33 @@ class Log:
         self.bytes_written += len(data)
 
     # ---- syncing -------------------------------------------------------------------
+    def _fdatasync(self, fd: int, path: str) -> None:
+        """fdatasync; a failure is remembered for good: after it, no later
+        sync can prove that what was written before reached the disk."""
+        try:
+            codec.fdatasync(fd)
+        except OSError as exc:
+            if self.sync_failed is None:
+                self.sync_failed = from_os_error(exc, self.name, f"syncing {path}")
+            raise self.sync_failed from exc
+
+    def _check_synced(self) -> None:
+        if self.sync_failed is not None:
+            raise self.sync_failed
+
     def sync(self, file_id: int, offset: int, others: bool = False) -> None:
         """Return once ``file_id`` is on disk up to *offset*.  Concurrent callers
         share one fdatasync (group commit); *others* says other commits are in
         flight, worth letting write first so the same fdatasync covers them."""
+        self._check_synced()
         for w in self.writers:
             if w is not None and w.info.file_id == file_id:
                 break
         else:
-            return  # rolled: synced when it was closed
+            return  # rolled: synced when it was closed (or sync_failed is set)
         with w.cond:
             while w.synced < offset:
+                self._check_synced()
                 if w.syncing:
                     w.cond.wait()
                     continue
@@ -383,7 +457,7 @@ class Log:
                         # one fdatasync covers them too
                         time.sleep(0)
                     target = w.offset
-                    codec.fdatasync(w.fd)
+                    self._fdatasync(w.fd, w.info.path)
                     self.syncs += 1
                 finally:
                     w.cond.acquire()
@@ -481,10 +555,12 @@ class Log:
                 if w is None:
                     continue
                 try:
-                    codec.fdatasync(w.fd)
-                    w.info.closed = True
-                    w.info.write_meta()
-                except OSError as exc:
+                    if self.sync_failed is None:   # else the .meta would vouch for lost records
+                        self._trim(w)
+                        self._fdatasync(w.fd, w.info.path)
+                        w.info.closed = True
+                        w.info.write_meta()
+                except (OSError, ChannelError) as exc:
                     log.warning("%s: closing %s: %s", self.name, w.info.path, exc)
                 os.close(w.fd)
                 self.writers[i] = None

@@ -29,6 +29,7 @@ from fchannel.file.checkpoint import LoadedCheckpoint
 from fchannel.file.log import Log, LogFile, decode_log_header, list_logs, read_log_meta
 
 log = logging.getLogger("fchannel.file")
+_PAGE = 4096
 
 
 @dataclass
@@ -61,7 +62,7 @@ class ReplayResult:
 
 
 def _scan_file(fid: int, di: int, path: str, ckpt_woid: int, have_ckpt: bool,
-               result: ReplayResult):
+               result: ReplayResult, zero_gaps: dict[int, list[int]]):
     """Register the file and return ``(info, records, mmap)`` (records None
     when nothing after the checkpoint can be in it)."""
     meta = None
@@ -115,6 +116,8 @@ def _scan_file(fid: int, di: int, path: str, ckpt_woid: int, have_ckpt: bool,
     recs, good_end, damage = codec.scan(mm, start)
     short = _truncated(meta, start, recs[len(recs) - F.REC_FIELDS + F.REC_WOID] if len(recs) else None)
     for dstart, dend, kind in damage:
+        if kind == "corrupt" and _has_zero_page(mm, dstart, dend):
+            zero_gaps.setdefault(fid, []).append(dstart)
         if kind == "tail" and not (meta is not None and meta.closed) and short is None:
             result.damage.append(Damage(path, dstart, dend, "torn", "(cut off)"))
             result.torn_tails += 1
@@ -128,6 +131,18 @@ def _scan_file(fid: int, di: int, path: str, ckpt_woid: int, have_ckpt: bool,
         if created == 0 or created > recs[F.REC_WOID]:
             info.created_woid = min(created or recs[F.REC_WOID], recs[F.REC_WOID])
     return info, recs, mm
+
+
+def _has_zero_page(mm, start: int, end: int) -> bool:
+    """A whole page of zeros lies in ``mm[start:end]``: what a write into
+    preallocated space that a power loss cut short leaves (its lost pages
+    still hold the zeros), and what bit rot in a record does not."""
+    a = (start + _PAGE - 1) // _PAGE * _PAGE
+    while a + _PAGE <= end:
+        if not any(mm[a:a + _PAGE]):
+            return True
+        a += _PAGE
+    return False
 
 
 def _truncated(meta, start: int, last_woid: int | None) -> str | None:
@@ -159,10 +174,12 @@ def replay(lg: Log, queue, ckpt: LoadedCheckpoint | None, *, fast: bool, mode: s
     max_fid = 0
     streams: list[tuple[int, object]] = []
     maps: dict[int, mmap.mmap] = {}
+    zero_gaps: dict[int, list[int]] = {}   # per file: where whole zeroed regions start
     try:
         for fid, di, path in list_logs(lg.data_dirs):
             max_fid = max(max_fid, fid)
-            info, recs, mm = _scan_file(fid, di, path, woid_floor, ckpt is not None, result)
+            info, recs, mm = _scan_file(fid, di, path, woid_floor, ckpt is not None, result,
+                                        zero_gaps)
             if info is None:
                 continue
             lg.files[fid] = info
@@ -174,7 +191,7 @@ def replay(lg: Log, queue, ckpt: LoadedCheckpoint | None, *, fast: bool, mode: s
                 maps[fid] = mm  # type: ignore[assignment]
             elif mm is not None:
                 mm.close()
-        _apply(streams, maps, queue, ckpt, woid_floor, fast, result)
+        _apply(streams, maps, queue, ckpt, woid_floor, fast, result, zero_gaps)
     finally:
         for mm in maps.values():
             mm.close()
@@ -223,7 +240,11 @@ def _drop_inflight(ckpt_takes: dict[int, list[int]], ptr: int) -> bool:
     return False
 
 
-def _apply(streams, maps, queue, ckpt, woid_floor, fast, result) -> None:
+def _gap_before(zero_gaps: dict[int, list[int]], fid: int, offset: int) -> bool:
+    return any(g < offset for g in zero_gaps.get(fid, ()))
+
+
+def _apply(streams, maps, queue, ckpt, woid_floor, fast, result, zero_gaps) -> None:
     pending_puts: dict[int, list[int]] = {}
     pending_takes: dict[int, list[int]] = {}
     ckpt_takes: dict[int, list[int]] = {}
@@ -265,12 +286,29 @@ def _apply(streams, maps, queue, ckpt, woid_floor, fast, result) -> None:
             pending_takes.setdefault(txn, []).append(recs[i + F.REC_AUX])
         elif rtype == F.REC_COMMIT:
             aux = recs[i + F.REC_AUX]
-            if aux >> 8:
+            kind, count = aux & 0xFF, aux >> 16
+            staged = (pending_puts.get(txn) if kind == F.COMMIT_PUTS
+                      else pending_takes.get(txn)) or ()
+            if len(staged) != count and _gap_before(zero_gaps, fid, recs[i + F.REC_OFFSET]):
+                # a commit whose records did not all reach the disk: a power loss
+                # can keep a later block of one write into preallocated space and
+                # lose an earlier one, whose page then reads as zeros.  It was never
+                # acknowledged, so it never happened.  (Records lost to other
+                # damage are bit rot: the intact ones of the transaction stay.)
+                pending_puts.pop(txn, None)
+                pending_takes.pop(txn, None)
+                result.damage.append(Damage(
+                    f"log-{fid}", recs[i + F.REC_OFFSET], recs[i + F.REC_OFFSET], "torn",
+                    f"(transaction {txn} commits {count} record(s), {len(staged)} found: "
+                    "dropped)"))
+                result.torn_tails += 1
+                continue
+            if (aux >> 8) & 1:
                 try:
                     marks.update(codec.decode_record(maps[fid], recs[i + F.REC_OFFSET])[4][2])
                 except CorruptionError:  # pragma: no cover - scan validated it
                     pass
-            if (aux & 0xFF) == F.COMMIT_PUTS:
+            if kind == F.COMMIT_PUTS:
                 ptrs = pending_puts.pop(txn, None)
                 if ptrs:
                     if alive is not None:

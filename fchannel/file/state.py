@@ -7,7 +7,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from fchannel.errors import ChannelClosedError, ChannelFullError
+from fchannel.errors import ChannelClosedError, ChannelError, ChannelFullError
 
 if TYPE_CHECKING:
     from fchannel.file.transaction import FileTransaction
@@ -25,10 +25,24 @@ class ChannelState:
         self.marks = dict(marks)              # latest committed value per key
         self.counters: collections.Counter[str] = collections.Counter()
         self.closed = False
+        #: why the channel refuses work until it is reopened (a failed sync)
+        self.failed: str | None = None
 
     def check_open(self) -> None:
         if self.closed:
             raise ChannelClosedError(f"channel {self.name!r} is closed")
+        if self.failed:
+            raise ChannelError(f"channel {self.name!r} refuses work until it is reopened: "
+                               f"{self.failed}")
+
+    def fail(self, why: str) -> None:
+        """Enter the failed state: after a failed fdatasync nothing proves
+        what reached the disk (a retried sync can succeed over lost pages),
+        so the channel stops, and the next open decides from the disk."""
+        with self.cond:
+            if not self.failed:
+                self.failed = why
+            self.cond.notify_all()
 
     def reserve(self, n: int, keep_alive: float) -> None:
         """Claim room for n events, waiting up to *keep_alive* seconds."""
@@ -38,7 +52,7 @@ class ChannelState:
                 deadline = time.monotonic() + keep_alive
                 while self.slots_used + n > self.capacity:
                     left = deadline - time.monotonic()
-                    if left <= 0 or self.closed:
+                    if left <= 0 or self.closed or self.failed:
                         break
                     self.cond.wait(left)
                 self.check_open()

@@ -35,6 +35,7 @@ class FileTransaction(Transaction):
         self.attempts = 0                 # events offered to put
         self.wrote = False                # some of its records may be in the log
         self.failed: str | None = None    # why it can only be rolled back
+        self.unknown = False              # its commit may or may not be on disk
 
     def set_mark(self, key: str, value: int) -> None:
         """Commit ``key = value`` atomically with this transaction; the

@@ -12,7 +12,14 @@ made durable and committed under its final name on each kind of filesystem.
   local disk (``hdfs.spoolDir``, the system temp directory by default) and
   committed by one upload under the final name: a conditional create
   (``If-None-Match: *``, s3fs ``mode="create"``) on S3, so an existing object
-  is never replaced.  Nothing is durable before the commit.
+  is never replaced.  Nothing is durable before the commit.  Each sink spools
+  into its own directory, ``<spoolDir>/fchannel-hdfs-<sink name>`` (``+1``,
+  ``+2``... when a sink of the same name in another process holds it), which
+  it holds locked (``flock`` on its ``lock`` file) while it runs; the files in
+  it are named after their bucket file.  A sink that starts empties its own
+  directory and every unlocked one of its name: what a crashed run spooled
+  was never uploaded, and its events are still in the channel (the sink keeps
+  their takes open until the upload), so they are written again.
 - **everything else** (``hdfs://`` via pyarrow, ``webhdfs://``, ``memory://``,
   ``sftp://``...): written under the in-use name through ``fs.open``;
   commit is ``fs.mv`` and is checked afterwards (WebHDFS answers a rename onto
@@ -23,7 +30,10 @@ made durable and committed under its final name on each kind of filesystem.
 from __future__ import annotations
 
 import errno
+import fcntl
+import logging
 import os
+import re
 import tempfile
 from typing import IO, Any
 
@@ -86,6 +96,9 @@ class Target:
 
     def remove(self, path: str) -> None:
         raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the target holds (a spool directory's lock)."""
 
 
 # ---- local ---------------------------------------------------------------------------
@@ -203,10 +216,128 @@ class LocalTarget(Target):
 
 # ---- fsspec: object stores and renaming filesystems -----------------------------------
 
+_log = logging.getLogger("fchannel.sinks.hdfs")
+SPOOL_PREFIX = "fchannel-hdfs-"
+SPOOL_LOCK = "lock"
+
+
+class SpoolDir:
+    """A sink's own spool directory under *base*, held locked while it runs;
+    on claiming it, what a crashed run left in it (and in every unlocked
+    directory of the same sink name) is removed."""
+
+    def __init__(self, base: str | None, owner: str) -> None:
+        self.base = base or tempfile.gettempdir()
+        os.makedirs(self.base, exist_ok=True)
+        self.stem = SPOOL_PREFIX + (re.sub(r"[^A-Za-z0-9._-]", "_", owner) or "sink")
+        self._fd = -1
+        self.path = self._claim()
+        self.removed = self._sweep()
+        if self.removed:
+            _log.info("removed %d spooled file(s) a stopped run left in %s: %s",
+                      len(self.removed), self.base, ", ".join(self.removed))
+
+    def _slot(self, n: int) -> str:
+        return os.path.join(self.base, self.stem if n == 0 else f"{self.stem}+{n}")
+
+    @staticmethod
+    def _lock(d: str) -> int:
+        """An exclusive lock on ``d/lock`` (fd), or -1 if another holds it."""
+        for _ in range(10):
+            os.makedirs(d, exist_ok=True)
+            path = os.path.join(d, SPOOL_LOCK)
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:   # removed by its owner's stop meanwhile
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return -1
+            try:   # still the file at that name (not one its owner unlinked at stop)?
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                return fd
+            os.close(fd)
+        raise OSError(f"could not lock {d}: it keeps being removed")
+
+    def _claim(self) -> str:
+        for n in range(1000):
+            d = self._slot(n)
+            fd = self._lock(d)
+            if fd >= 0:
+                self._fd = fd
+                return d
+        raise OSError(f"no free spool directory {self.stem}* in {self.base}")
+
+    @staticmethod
+    def _empty(d: str) -> list[str]:
+        removed: list[str] = []
+        try:
+            names = os.listdir(d)
+        except FileNotFoundError:
+            return removed
+        for name in names:
+            if name == SPOOL_LOCK:
+                continue
+            try:
+                os.unlink(os.path.join(d, name))
+                removed.append(os.path.join(os.path.basename(d), name))
+            except FileNotFoundError:
+                pass
+            except IsADirectoryError:
+                pass
+        return removed
+
+    def _sweep(self) -> list[str]:
+        removed = self._empty(self.path)
+        slot_re = re.compile("^" + re.escape(self.stem) + r"(\+\d+)?$")
+        for name in sorted(os.listdir(self.base)):
+            d = os.path.join(self.base, name)
+            if d == self.path or not slot_re.match(name) or not os.path.isdir(d):
+                continue
+            fd = self._lock(d)
+            if fd < 0:
+                continue   # a running sink of the same name uses it
+            try:
+                removed += self._empty(d)
+                self._remove_dir(d)
+            finally:
+                os.close(fd)
+        return removed
+
+    @staticmethod
+    def _remove_dir(d: str) -> None:
+        """Remove an emptied slot (its lock held by the caller)."""
+        try:
+            os.unlink(os.path.join(d, SPOOL_LOCK))
+            os.rmdir(d)
+        except OSError:
+            pass   # a file appeared, or it is gone: leave it
+
+    def create(self, name: str) -> tuple[int, str]:
+        """A new spool file named after *name* (fd, path)."""
+        return tempfile.mkstemp(prefix=name + ".", dir=self.path)
+
+    def close(self) -> None:
+        """Remove the directory if nothing is spooled in it, and unlock it."""
+        if self._fd < 0:
+            return
+        try:
+            if not [n for n in os.listdir(self.path) if n != SPOOL_LOCK]:
+                self._remove_dir(self.path)
+        except OSError:
+            pass
+        os.close(self._fd)
+        self._fd = -1
+
+
 class _SpoolHandle(Handle):
-    def __init__(self, spool_dir: str | None, tmp_name: str, final: str) -> None:
-        fd, self.spool_path = tempfile.mkstemp(prefix="fchannel-hdfs-", suffix="-" + tmp_name,
-                                               dir=spool_dir)
+    def __init__(self, spool: SpoolDir, tmp_name: str, final: str) -> None:
+        fd, self.spool_path = spool.create(tmp_name)
         self.raw = os.fdopen(fd, "wb")
         self.tmp_path = self.spool_path
         self.final_path = final
@@ -229,23 +360,23 @@ class FsspecTarget(Target):
     """Any fsspec filesystem; object stores spool locally and upload at commit."""
 
     def __init__(self, protocol: str, storage_options: dict[str, Any],
-                 spool_dir: str | None = None) -> None:
+                 spool_dir: str | None = None, owner: str = "sink") -> None:
         import fsspec
         self.protocol = protocol
         self.fs = fsspec.filesystem(protocol, **storage_options)
         self.object_store = protocol in OBJECT_STORES
         self.durable_sync = protocol in DURABLE_FLUSH
         self.spool_dir = spool_dir
-        if spool_dir:
-            os.makedirs(spool_dir, exist_ok=True)
+        self.spool: SpoolDir | None = SpoolDir(spool_dir, owner) if self.object_store \
+            else None
 
     def path(self, url: str) -> str:
         return self.fs._strip_protocol(url)  # type: ignore[no-any-return]
 
     def open(self, directory: str, tmp_name: str, final_name: str) -> Handle:
         final = self.join(self.path(directory), final_name)
-        if self.object_store:
-            return _SpoolHandle(self.spool_dir, tmp_name, final)
+        if self.spool is not None:
+            return _SpoolHandle(self.spool, tmp_name, final)
         d = self.path(directory)
         try:
             self.fs.makedirs(d, exist_ok=True)
@@ -316,10 +447,15 @@ class FsspecTarget(Target):
         except FileNotFoundError:
             pass
 
+    def close(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+
 
 def make_target(url: str, storage_options: dict[str, Any],
-                spool_dir: str | None = None) -> Target:
+                spool_dir: str | None = None, owner: str = "sink") -> Target:
+    """The target for *url*; *owner* (the sink's name) names its spool directory."""
     proto, _ = split_url(url)
     if proto in ("file", "local") and not storage_options:
         return LocalTarget()
-    return FsspecTarget(proto, storage_options, spool_dir)
+    return FsspecTarget(proto, storage_options, spool_dir, owner)

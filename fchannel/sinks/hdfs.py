@@ -28,7 +28,9 @@ Properties (Flume's names; times in seconds, sizes in bytes):
 - fchannel's additions: ``hdfs.fs.<option>`` fsspec storage options (nested
   with dots: ``hdfs.fs.client_kwargs.region_name``; ``true``/``false`` and
   integers are converted), ``hdfs.spoolDir`` (object stores: where a file is
-  spooled before its upload), and the exactly-once mode below.
+  spooled before its upload, in a directory of the sink's own,
+  ``fchannel-hdfs-<sink name>``, emptied when the sink starts: see
+  :mod:`fchannel.sinks._targets`), and the exactly-once mode below.
 
 **Durability.**  The take is committed only once its events are durable in
 the target.  Where a flushed batch is durable (local files: flush and fsync;
@@ -304,7 +306,8 @@ class HDFSEventSink(Sink):
 
     # ---- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
-        self.target = make_target(self.path_tpl.template, self.options, self.spool_dir)
+        self.target = make_target(self.path_tpl.template, self.options, self.spool_dir,
+                                  owner=self.name)
         self.held_mode = (self.exactly_once or not self.target.durable_sync
                           or not self.serializer_cls.flushable)
         cap = getattr(self.channel, "capacity", None)
@@ -323,6 +326,12 @@ class HDFSEventSink(Sink):
                 self._abort()
         if self._held:
             self._abort()
+        if self.target is not None:
+            try:
+                self.target.close()   # unlocks (and removes, if empty) its spool directory
+            except Exception as exc:
+                self.log.warning("closing %s: %s", self.path_tpl.template, exc)
+            self.target = None
 
     # ---- the loop ----------------------------------------------------------------------
     def process(self) -> Status:

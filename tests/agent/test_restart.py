@@ -301,7 +301,7 @@ def test_lines_in_reads_every_rolled_file(tmp_path: Path):
     assert lines_in(tmp_path) == ["a", "b", "c"]
 
 
-def test_a_failed_agent_start_leaves_taildir_positions_alone(tmp_path):
+def test_a_source_that_fails_to_start_leaves_the_others_running(tmp_path):
     import socket
 
     from fchannel.agent.agent import Agent
@@ -310,7 +310,6 @@ def test_a_failed_agent_start_leaves_taildir_positions_alone(tmp_path):
     logs.mkdir()
     (logs / "a.log").write_text("x\n")
     pos = tmp_path / "pos.json"
-    pos.write_text('[{"inode": 1, "pos": 7, "file": "/elsewhere/a.log"}]')
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -329,20 +328,31 @@ a1.sources.nc.port = {port}
 a1.sources.nc.channels = c1
 a1.channels.c1.type = memory
 """), "a1")
-        with pytest.raises(OSError):
-            agent.start()
-    assert pos.read_text() == '[{"inode": 1, "pos": 7, "file": "/elsewhere/a.log"}]'
+        agent.start()   # does not raise: nc is retried, tail runs
+        try:
+            wait_for(lambda: agent.channels["c1"].size == 1, 10, what="taildir's line")
+            assert agent.sources["nc"].counter.get("FailureCount") >= 1
+        finally:
+            agent.stop()
+    assert agent.sources["tail"].counter.get("FailureCount") == 0
 
 
-def test_spooldir_without_its_directory_fails_to_start_naming_it(agents, tmp_path):
+def test_spooldir_without_its_directory_is_retried_until_it_exists(agents, tmp_path):
     conf = write_conf(tmp_path / "a.properties",
-                      "a1.sources = r1\na1.channels = c1\na1.sources.r1.type = spooldir\n"
+                      "a1.sources = r1\na1.channels = c1\na1.sinks = k1\n"
+                      "a1.sources.r1.type = spooldir\n"
                       "a1.sources.r1.spoolDir = ./missing\na1.sources.r1.channels = c1\n"
-                      "a1.channels.c1.type = memory\n")
-    agent = agents(conf, "a1", tmp_path, wait_started=False)
-    assert agent.proc.wait(30) == 1
-    assert "spoolDir './missing' is not a directory" in agent.output()
-    agent.stop()
+                      "a1.channels.c1.type = memory\n"
+                      "a1.sinks.k1.type = logger\na1.sinks.k1.channel = c1\n")
+    agent = agents(conf, "a1", tmp_path)
+    wait_for(lambda: "spoolDir './missing' is not a directory" in agent.output(), 20,
+             what="the start failure logged")
+    assert agent.proc.poll() is None          # the agent keeps running
+    (tmp_path / "missing").mkdir()
+    (tmp_path / "missing" / "f.log").write_text("arrived later\n")
+    wait_for(lambda: "arrived later" in agent.output(), 30, what="the line logged")
+    assert "source 'r1' restarted" in agent.output()
+    assert agent.terminate() == 0
 
 
 def test_spooldir_does_not_complete_a_file_that_is_still_growing(tmp_path):

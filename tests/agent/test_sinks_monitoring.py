@@ -150,10 +150,11 @@ def test_monitoring_json_and_prometheus_in_process():
         assert int(m["SINK.k1"]["StartTime"]) > 0
         families = {f.name: f for f in
                     text_string_to_metric_families(http_get_text(port, "/prometheus"))}
-        drained = families["fchannel_sink_event_drain_success_count"]
+        drained = families["fchannel_sink_event_drain_success"]
+        assert drained.type == "counter"
         (sample,) = [s for s in drained.samples if s.name.endswith("_total")]
         assert sample.value == 25 and sample.labels == {"agent": "a1", "component": "k1"}
-        assert families["fchannel_channel_channel_size"].type == "gauge"
+        assert families["fchannel_channel_size"].type == "gauge"
     finally:
         agent.stop()
 

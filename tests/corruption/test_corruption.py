@@ -31,8 +31,8 @@ import pytest
 
 from fchannel import CorruptionError, Event, FileChannel
 from fchannel._compat import codec
-from fchannel.file import transaction as chmod
 from fchannel.file import format as F
+from fchannel.file import transaction as chmod
 from fchannel.file.log import list_logs
 
 ROUNDS = int(os.environ.get("FCHANNEL_CORRUPTION_ROUNDS", "2"))

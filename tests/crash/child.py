@@ -38,9 +38,9 @@ def event_for(i: int):
 
 def install_hooks(phase: str, pause: float, rng: random.Random) -> None:
     """Make the instants the parent wants to hit last long enough to be hit."""
-    from fchannel.file import transaction as chmod
     from fchannel.file import checkpoint as ckmod
     from fchannel.file import log as logmod
+    from fchannel.file import transaction as chmod
 
     def nap() -> None:
         time.sleep(rng.random() * pause)

