@@ -14,7 +14,7 @@ import pytest
 
 from fchannel.sinks._serializers import read_back
 from fchannel.sinks._targets import SpoolDir
-from tests.agent.helpers import agents, needs_file_channel, write_conf  # noqa: F401
+from tests.agent.helpers import agents, write_conf  # noqa: F401
 from tests.conftest import wait_for
 from tests.helpers import Child
 
@@ -72,7 +72,6 @@ def committed(s3, bucket: str) -> int:
     return len(s3.keys(bucket))
 
 
-@needs_file_channel
 @pytest.mark.crash
 def test_kill9_leaves_no_spool_files_once_caught_up(tmp_path, agents, s3_endpoint):  # noqa: F811
     partitions, count = 3, 1500
