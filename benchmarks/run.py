@@ -1,7 +1,8 @@
-"""Entry point: ``python -m benchmarks [--quick] [--workloads abcdefg] ...``.
+"""Entry point: ``python -m benchmarks [--quick] [--workloads abcdefgh] ...``.
 
-Runs fchannel against the baselines and peers on the workloads of issue 5 in
-one process run, and writes ``benchmarks/results/<date>-<machine>.md`` (plus
+Runs fchannel against the baselines and peers on the workloads of issues 5
+and 15 in one process run (the naive raw line ``raw-sync`` always comes with
+the preallocated one ``raw-prealloc``, so ratios to both are of one run), and writes ``benchmarks/results/<date>-<machine>.md`` (plus
 the raw numbers as ``.json`` and a ``.png`` plot).  The pure-Python build
 (``FCHANNEL_NO_EXTENSIONS=1``) runs in a child process.
 """
@@ -25,7 +26,8 @@ from benchmarks.queues import all_adapters, available
 from fchannel.bench import machine_info
 
 NAMES = {
-    "raw-sync": "raw write+fdatasync (baseline)",
+    "raw-sync": "raw append+fdatasync (naive line)",
+    "raw-prealloc": "raw overwrite of preallocated space+fdatasync (physical line)",
     "raw-nosync": "raw write, no sync (baseline)",
     "persist-queue": "persist-queue SQLiteAckQueue",
     "diskcache": "diskcache Deque in transact()",
@@ -37,6 +39,9 @@ NAMES = {
     "file-pure": "fchannel FileChannel (pure)",
 }
 ALL_QUEUES = report.ORDER
+ALL_WORKLOADS = "abcdefgh"
+# the two raw lines every durable queue is measured against, always in the same run
+RAW_LINES = ("raw-sync", "raw-prealloc")
 
 
 def _log(msg: str) -> None:
@@ -66,10 +71,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                            "issue's sizes, e.g. 200,000 events for (a))")
     p.add_argument("--repeats", type=int, default=3, help="runs per queue and workload (>= 3 "
                                                          "for the reported medians)")
-    p.add_argument("--workloads", default="abcdefg",
-                   help="which of a-g to run (default all); e-g need FileChannel")
+    p.add_argument("--workloads", default=ALL_WORKLOADS,
+                   help="which of a-h to run (default all); e-g need FileChannel; h is "
+                        "the CPU path (fsync by interval) of the fchannel queues")
     p.add_argument("--queues", default=",".join(ALL_QUEUES),
-                   help="comma-separated subset of: " + ", ".join(ALL_QUEUES))
+                   help="comma-separated subset of: " + ", ".join(ALL_QUEUES)
+                        + " (raw-sync and raw-prealloc always run together)")
     p.add_argument("--dir", default=None,
                    help="where the queues live (default: a temporary directory under "
                         "benchmarks/results/../.., i.e. on the repository's disk)")
@@ -93,8 +100,11 @@ def _write(res: dict[str, Any], out: str, stem: str, plot: bool) -> str:
     png = os.path.join(out, stem + ".png")
     if plot:
         try:
-            report.plot(res, names, png)
-            res["meta"]["plot"] = os.path.basename(png)
+            if report.plot(res, names, png):
+                res["meta"]["plot"] = os.path.basename(png)
+            else:
+                res["meta"].pop("plot", None)
+                _log("no workload with both raw lines (nor (h)): no plot")
         except ImportError:
             _log("matplotlib not installed: no plot")
     md = os.path.join(out, stem + ".md")
@@ -150,7 +160,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown queue(s): {', '.join(unknown)}; choose from {', '.join(ALL_QUEUES)}",
               file=sys.stderr)
         return 2
-    wl = [w for w in args.workloads if w in "abcdefg"]
+    if any(q in wanted for q in RAW_LINES):
+        for q in RAW_LINES:
+            if q not in wanted:
+                _log(f"adding {q}: the naive and the preallocated raw lines run together")
+                wanted.insert(wanted.index(RAW_LINES[0]) + 1 if q == RAW_LINES[1]
+                              else 0, q)
+    bad = sorted(set(args.workloads) - set(ALL_WORKLOADS))
+    if bad:
+        print(f"unknown workload(s): {', '.join(bad)}; choose from {ALL_WORKLOADS}",
+              file=sys.stderr)
+        return 2
+    wl = [w for w in ALL_WORKLOADS if w in args.workloads]
     host = re.sub(r"[^A-Za-z0-9_.-]+", "-", machine_info()["hostname"]) or "machine"
     date = time.strftime("%Y-%m-%d")
     stem = args.name or f"{date}-{host}" + (
@@ -195,6 +216,8 @@ def _run(args: argparse.Namespace, scale: float, wanted: list[str], wl: list[str
         runs: dict[str, list[dict[str, Any]]] = {}
         runnable = []
         for q in inproc:
+            if not w.durable and q not in workloads.CPU_PATH_QUEUES:
+                continue
             why = available(q)
             if why:
                 rows[q] = {"skipped": why}
@@ -214,6 +237,8 @@ def _run(args: argparse.Namespace, scale: float, wanted: list[str], wl: list[str
         for q in runnable:
             rows[q] = workloads.aggregate(runs[q], w.size)
         for q in pure:
+            if not w.durable and q not in workloads.CPU_PATH_QUEUES:
+                continue
             base_q = q[:-len("-pure")]
             why = available(base_q)
             if why:

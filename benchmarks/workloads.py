@@ -1,7 +1,8 @@
-"""The workloads (a)-(g) of issue 5 and the code that runs them.
+"""The workloads (a)-(h) of issues 5 and 15 and the code that runs them.
 
-Throughput workloads (a)-(d) run against every adapter in ``queues``; the
-recovery and memory workloads (e)-(g) concern FileChannel only and run in
+Throughput workloads (a)-(d) run against every adapter in ``queues``; (h), the
+CPU path (fsync by interval), runs the fchannel queues and the unsynced raw
+baseline only; the recovery and memory workloads (e)-(g) concern FileChannel only and run in
 child processes (``python -m benchmarks.worker``) so that a SIGKILL, a cold
 open or a resident-set measurement is not disturbed by the parent.
 """
@@ -36,6 +37,7 @@ class Throughput:
     batch: int
     producers: int = 1
     take_batch: int = 0    # 0: same as batch
+    durable: bool = True   # False: no sync per commit (FileChannel: fsync by interval)
 
     def n(self, scale: float) -> int:
         return max(self.producers * max(self.batch, 1) * 2, int(self.events * scale))
@@ -51,7 +53,13 @@ THROUGHPUT = {
     "d": Throughput("d", "8 producer threads, single-event durable transactions "
                          "(then one consumer takes in batches of 100)",
                     20_000, 256, 1, producers=8, take_batch=100),
+    "h": Throughput("h", "CPU path: 256-byte events, batch 100, fsync by interval "
+                         "(FileChannel fsync_per_transaction=False), put then take",
+                    1_000_000, 256, 100, durable=False),
 }
+# (h) measures the CPU cost of the channel: queues that only make sense synced
+# (the synced raw lines) or that sync anyway are left out of it
+CPU_PATH_QUEUES = ("raw-nosync", "memory", "file", "memory-pure", "file-pure")
 
 OTHER = {
     "e": "open time after SIGKILL with 1,000,000 queued 256-byte events, "
@@ -82,9 +90,17 @@ def _batches(pool: list[Any], count: int, batch: int, start: int):
         left -= k
 
 
+def _delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: v - before.get(k, 0) for k, v in after.items()}
+
+
 def run_throughput_once(factory: Callable[[], Adapter], w: Throughput, n: int,
-                        base_dir: str, durable: bool = True) -> dict[str, Any]:
-    """One run: open a fresh queue, put n events, take them all, close."""
+                        base_dir: str, durable: bool | None = None) -> dict[str, Any]:
+    """One run: open a fresh queue, put n events, take them all, close.  The
+    adapter's counters (``Adapter.stats``) are recorded as their change over
+    the puts and over the takes."""
+    if durable is None:
+        durable = w.durable
     d = tempfile.mkdtemp(prefix=f"w{w.key}-", dir=base_dir)
     a = factory()
     try:
@@ -92,6 +108,9 @@ def run_throughput_once(factory: Callable[[], Adapter], w: Throughput, n: int,
         a.open(d, durable, capacity=n + 1024, batch=max(w.batch, w.take_batch))
         open_s = time.perf_counter() - t0
         pool = a.prepare(_pool(n, w.size))
+        reserve0 = a.stats()
+        a.reserve(n, n * w.size)
+        stats0 = a.stats()
         shares = [n // w.producers + (1 if i < n % w.producers else 0)
                   for i in range(w.producers)]
         lats: list[list[float]] = [[] for _ in range(w.producers)]
@@ -123,6 +142,7 @@ def run_throughput_once(factory: Callable[[], Adapter], w: Throughput, n: int,
             put_s = clock() - t0
         if errors:
             raise errors[0]
+        stats1 = a.stats()
         take_lat: list[float] = []
         tb = w.take_batch or w.batch
         taken = 0
@@ -136,9 +156,12 @@ def run_throughput_once(factory: Callable[[], Adapter], w: Throughput, n: int,
             take_lat.append(clock() - t)
             taken += k
         take_s = clock() - t0
+        stats2 = a.stats()
         return {
             "events": n, "taken": taken, "open_s": open_s,
             "put_s": put_s, "take_s": take_s,
+            "reserve_stats": _delta(stats0, reserve0),
+            "put_stats": _delta(stats1, stats0), "take_stats": _delta(stats2, stats1),
             "put_lat": [x for part in lats for x in part], "take_lat": take_lat,
         }
     finally:
@@ -168,7 +191,21 @@ def aggregate(runs: list[dict[str, Any]], size: int) -> dict[str, Any]:
         "put_lat": summarize(put_lat),
         "take_lat": summarize(take_lat),
         "open_s": statistics.median(r["open_s"] for r in runs),
+        # medians over runs of each counter's change during the puts / the takes
+        "reserve_stats": _median_stats([r.get("reserve_stats", {}) for r in runs]),
+        "put_stats": _median_stats([r.get("put_stats", {}) for r in runs]),
+        "take_stats": _median_stats([r.get("take_stats", {}) for r in runs]),
     }
+
+
+def _median_stats(per_run: list[dict[str, float]]) -> dict[str, float]:
+    keys = sorted({k for d in per_run for k in d})
+    out = {k: statistics.median(d[k] for d in per_run if k in d) for k in keys}
+    ratios = [d["commits"] / d["log_syncs"] for d in per_run
+              if d.get("log_syncs") and "commits" in d]
+    if ratios:          # FileChannel: commits sharing each log fdatasync (group commit)
+        out["commits_per_sync"] = statistics.median(ratios)
+    return out
 
 
 # ---- FileChannel-only workloads (e), (f), (g) -----------------------------------------

@@ -67,5 +67,5 @@ if [ "$suite_rc" -ne 0 ]; then exit "$suite_rc"; fi
 step "core and reliability suites, pure-Python twins (FCHANNEL_NO_EXTENSIONS=1)"
 unset FCHANNEL_REQUIRE_EXTENSIONS
 FCHANNEL_NO_EXTENSIONS=1 .venv/bin/python -m pytest -n "$WORKERS" --dist loadfile \
-    tests/core tests/crash tests/corruption tests/fuzz tests/diskfull tests/stress "$@"
+    tests/core tests/crash tests/corruption tests/fuzz tests/diskfull tests/stress tests/hardening "$@"
 step "done"

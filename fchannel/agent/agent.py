@@ -140,29 +140,26 @@ class Agent:
             log.info("agent %r stopping", self.name)
             if self.supervisor is not None:
                 self.supervisor.halt()
-            for u in [u for u in self._units if u.kind == "source"]:
-                if u.state != "running":
-                    u.state = "stopped"
-                    continue
-                try:
-                    u.stop()
-                    u.log.info("stopped")
-                except Exception:
-                    u.log.exception("error while stopping")
-            for u in [u for u in self._units if u.kind != "source"]:
-                if u.state != "running":
-                    u.state = "stopped"
-                    continue
-                try:
-                    u.stop()
-                    u.log.info("stopped")
-                except Exception:
-                    u.log.exception("error while stopping")
+            # sources first, so nothing new arrives while the sinks drain
+            self._stop_units([u for u in self._units if u.kind == "source"])
+            self._stop_units([u for u in self._units if u.kind != "source"])
             self._close_channels()
             if self.monitor is not None:
                 self.monitor.stop()
             self._stopped.set()
             log.info("agent %r stopped", self.name)
+
+    @staticmethod
+    def _stop_units(units: list) -> None:
+        for u in units:
+            if u.state != "running":
+                u.state = "stopped"
+                continue
+            try:
+                u.stop()
+                u.log.info("stopped")
+            except Exception:
+                u.log.exception("error while stopping")
 
     def _close_channels(self) -> None:
         for name, ch in self.parts.channels.items():

@@ -170,6 +170,20 @@ class Sink(Backoff, Component):
         self.channel: Any = None
         self.channel_name = ""
 
+    def roll_back(self, tx: Any) -> None:
+        """Roll *tx* back if it is still open (after a failed delivery)."""
+        if tx.state == "OPEN":
+            try:
+                tx.rollback()
+            except Exception as exc:  # the channel may be closing under us
+                self.log.warning("rollback failed: %s", exc)
+
+    @staticmethod
+    def close_done(tx: Any) -> None:
+        """Close *tx* once it is committed or rolled back."""
+        if tx.state not in ("CLOSED", "OPEN"):
+            tx.close()
+
     def process(self) -> Status:
         raise NotImplementedError
 
@@ -219,15 +233,10 @@ class BatchSink(Sink):
             self.counter.add("EventDrainSuccessCount", n)
             return Status.READY
         except BaseException:
-            if tx.state == "OPEN":
-                try:
-                    tx.rollback()
-                except Exception as exc:  # the channel may be closing under us
-                    self.log.warning("rollback failed: %s", exc)
+            self.roll_back(tx)
             raise
         finally:
-            if tx.state != "CLOSED" and tx.state != "OPEN":
-                tx.close()
+            self.close_done(tx)
 
 
 class Interceptor(Component):

@@ -55,28 +55,21 @@ def register(kind: str, type_name: str, factory: Any, *, aliases: tuple[str, ...
             _aliases[kind][a] = key
 
 
-def register_source(type_name: str, factory: Any) -> None:
-    register("source", type_name, factory)
+def _registrar(kind: str, what: str) -> Any:
+    def register_kind(type_name: str, factory: Any) -> None:
+        register(kind, type_name, factory)
+    register_kind.__name__ = register_kind.__qualname__ = f"register_{what}"
+    register_kind.__doc__ = (f"Register *factory* as the {what.replace('_', ' ')} type "
+                             "*type_name* (see register).")
+    return register_kind
 
 
-def register_sink(type_name: str, factory: Any) -> None:
-    register("sink", type_name, factory)
-
-
-def register_channel(type_name: str, factory: Any) -> None:
-    register("channel", type_name, factory)
-
-
-def register_interceptor(type_name: str, factory: Any) -> None:
-    register("interceptor", type_name, factory)
-
-
-def register_selector(type_name: str, factory: Any) -> None:
-    register("selector", type_name, factory)
-
-
-def register_sink_processor(type_name: str, factory: Any) -> None:
-    register("sinkprocessor", type_name, factory)
+register_source = _registrar("source", "source")
+register_sink = _registrar("sink", "sink")
+register_channel = _registrar("channel", "channel")
+register_interceptor = _registrar("interceptor", "interceptor")
+register_selector = _registrar("selector", "selector")
+register_sink_processor = _registrar("sinkprocessor", "sink_processor")
 
 
 def known_types(kind: str) -> list[str]:
@@ -223,68 +216,56 @@ def _memory_channel(props: Any, name: str = "memory-channel") -> Any:
 _memory_channel.validate = _memory_channel  # type: ignore[attr-defined]
 
 
+F = "org.apache.flume."
+#: (kind, type name, where it lives, Flume's class name for it or None)
+_BUILTINS = [
+    ("channel", "memory", _memory_channel, F + "channel.MemoryChannel"),
+    ("channel", "file", _file_channel, F + "channel.file.FileChannel"),
+    ("source", "seq", "fchannel.sources.seq:SequenceSource", F + "source.SequenceGeneratorSource"),
+    ("source", "netcat", "fchannel.sources.netcat:NetcatSource", F + "source.NetcatSource"),
+    ("source", "exec", "fchannel.sources.exec:ExecSource", F + "source.ExecSource"),
+    ("source", "http", "fchannel.sources.http:HTTPSource", F + "source.http.HTTPSource"),
+    ("source", "spooldir", "fchannel.sources.spooldir:SpoolDirectorySource",
+     F + "source.SpoolDirectorySource"),
+    ("source", "taildir", "fchannel.sources.taildir:TaildirSource",
+     F + "source.taildir.TaildirSource"),
+    ("source", "syslogtcp", "fchannel.sources.syslog:SyslogTcpSource",
+     F + "source.SyslogTcpSource"),
+    ("source", "multiport_syslogtcp", "fchannel.sources.syslog:MultiportSyslogTcpSource",
+     F + "source.MultiportSyslogTCPSource"),
+    ("source", "syslogudp", "fchannel.sources.syslog:SyslogUdpSource",
+     F + "source.SyslogUDPSource"),
+    ("source", "grpc", "fchannel.rpc.source:GrpcSource", None),   # multi-hop (fchannel.rpc)
+    ("source", "kafka", "fchannel.integrations.kafka_agent:KafkaSource",
+     F + "source.kafka.KafkaSource"),
+    ("sink", "logger", "fchannel.sinks.logger:LoggerSink", F + "sink.LoggerSink"),
+    ("sink", "null", "fchannel.sinks.null:NullSink", F + "sink.NullSink"),
+    ("sink", "file_roll", "fchannel.sinks.file_roll:RollingFileSink", F + "sink.RollingFileSink"),
+    ("sink", "http", "fchannel.sinks.http:HttpSink", F + "sink.http.HttpSink"),
+    ("sink", "grpc", "fchannel.rpc.sink:GrpcSink", None),         # multi-hop (fchannel.rpc)
+    ("sink", "kafka", "fchannel.integrations.kafka_agent:KafkaSink", F + "sink.kafka.KafkaSink"),
+    ("sink", "hdfs", "fchannel.sinks.hdfs:HDFSEventSink", F + "sink.hdfs.HDFSEventSink"),
+    ("selector", "replicating", "fchannel.agent.selectors:ReplicatingSelector",
+     F + "channel.ReplicatingChannelSelector"),
+    ("selector", "multiplexing", "fchannel.agent.selectors:MultiplexingSelector",
+     F + "channel.MultiplexingChannelSelector"),
+    ("sinkprocessor", "default", "fchannel.agent.sinkgroups:DefaultSinkProcessor",
+     F + "sink.DefaultSinkProcessor"),
+    ("sinkprocessor", "failover", "fchannel.agent.sinkgroups:FailoverSinkProcessor",
+     F + "sink.FailoverSinkProcessor"),
+    ("sinkprocessor", "load_balance", "fchannel.agent.sinkgroups:LoadBalancingSinkProcessor",
+     F + "sink.LoadBalancingSinkProcessor"),
+]
+
+
 def _builtins() -> None:
-    register("channel", "memory", _memory_channel,
-             aliases=("org.apache.flume.channel.MemoryChannel",))
-    register("channel", "file", _file_channel,
-             aliases=("org.apache.flume.channel.file.FileChannel",))
-
-    src = "fchannel.sources."
-    register("source", "seq", src + "seq:SequenceSource",
-             aliases=("org.apache.flume.source.SequenceGeneratorSource",))
-    register("source", "netcat", src + "netcat:NetcatSource",
-             aliases=("org.apache.flume.source.NetcatSource",))
-    register("source", "exec", src + "exec:ExecSource",
-             aliases=("org.apache.flume.source.ExecSource",))
-    register("source", "http", src + "http:HTTPSource",
-             aliases=("org.apache.flume.source.http.HTTPSource",))
-    register("source", "spooldir", src + "spooldir:SpoolDirectorySource",
-             aliases=("org.apache.flume.source.SpoolDirectorySource",))
-    register("source", "taildir", src + "taildir:TaildirSource",
-             aliases=("org.apache.flume.source.taildir.TaildirSource",))
-    register("source", "syslogtcp", src + "syslog:SyslogTcpSource",
-             aliases=("org.apache.flume.source.SyslogTcpSource",))
-    register("source", "multiport_syslogtcp", src + "syslog:MultiportSyslogTcpSource",
-             aliases=("org.apache.flume.source.MultiportSyslogTCPSource",))
-    register("source", "syslogudp", src + "syslog:SyslogUdpSource",
-             aliases=("org.apache.flume.source.SyslogUDPSource",))
-    register("source", "grpc", "fchannel.rpc.source:GrpcSource")  # multi-hop (fchannel.rpc)
-    register("source", "kafka", "fchannel.integrations.kafka_agent:KafkaSource",
-             aliases=("org.apache.flume.source.kafka.KafkaSource",))
-
-    snk = "fchannel.sinks."
-    register("sink", "logger", snk + "logger:LoggerSink",
-             aliases=("org.apache.flume.sink.LoggerSink",))
-    register("sink", "null", snk + "null:NullSink",
-             aliases=("org.apache.flume.sink.NullSink",))
-    register("sink", "file_roll", snk + "file_roll:RollingFileSink",
-             aliases=("org.apache.flume.sink.RollingFileSink",))
-    register("sink", "http", snk + "http:HttpSink",
-             aliases=("org.apache.flume.sink.http.HttpSink",))
-    register("sink", "grpc", "fchannel.rpc.sink:GrpcSink")  # multi-hop (fchannel.rpc)
-    register("sink", "kafka", "fchannel.integrations.kafka_agent:KafkaSink",
-             aliases=("org.apache.flume.sink.kafka.KafkaSink",))
-    register("sink", "hdfs", snk + "hdfs:HDFSEventSink",
-             aliases=("org.apache.flume.sink.hdfs.HDFSEventSink",))
-
+    for kind, type_name, target, flume in _BUILTINS:
+        register(kind, type_name, target, aliases=(flume,) if flume else ())
     from fchannel.agent import interceptors
     for tname, cls in interceptors.INTERCEPTORS.items():
         register("interceptor", tname, cls)
     for fqcn, tname in interceptors.FLUME_CLASS_NAMES.items():
         _aliases["interceptor"][fqcn] = tname
-
-    register("selector", "replicating", "fchannel.agent.selectors:ReplicatingSelector",
-             aliases=("org.apache.flume.channel.ReplicatingChannelSelector",))
-    register("selector", "multiplexing", "fchannel.agent.selectors:MultiplexingSelector",
-             aliases=("org.apache.flume.channel.MultiplexingChannelSelector",))
-
-    sg = "fchannel.agent.sinkgroups:"
-    register("sinkprocessor", "default", sg + "DefaultSinkProcessor",
-             aliases=("org.apache.flume.sink.DefaultSinkProcessor",))
-    register("sinkprocessor", "failover", sg + "FailoverSinkProcessor",
-             aliases=("org.apache.flume.sink.FailoverSinkProcessor",))
-    register("sinkprocessor", "load_balance", sg + "LoadBalancingSinkProcessor",
-             aliases=("org.apache.flume.sink.LoadBalancingSinkProcessor",))
 
 
 _builtins()

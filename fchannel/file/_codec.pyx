@@ -12,7 +12,7 @@ from cpython cimport array
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.errno cimport EINTR, errno
+from libc.errno cimport EINTR, EIO, errno
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
@@ -51,6 +51,8 @@ cdef Py_ssize_t CRC_END = F.CRC_END
 cdef Py_ssize_t WOID_OFFSET = F.WOID_OFFSET
 cdef Py_ssize_t SPAN_LIMIT = F.SPAN_LIMIT
 cdef Py_ssize_t READ_AHEAD = F.READ_AHEAD
+#: records scan walks per release of the GIL
+cdef Py_ssize_t SCAN_CHUNK = 4096
 
 
 # ---- little-endian helpers ----------------------------------------------------
@@ -408,47 +410,54 @@ def scan(data, Py_ssize_t start, Py_ssize_t end=-1):
         start = 0
     cdef array.array out = _pyarray.array("q")
     cdef list damage = []
-    cdef Py_ssize_t n = 0, cap = 0, pos = start, length, q, good_end = start
+    cdef Py_ssize_t n = 0, pos = start, length = 0, q, good_end = start, k
     cdef const uint8_t* base
     cdef const uint8_t* p
-    cdef int64_t aux
-    cdef bint found
+    cdef long long* o
+    cdef bint found, zero_tail
     if start >= end:
         return out, good_end, damage
     base = &view[0]
     while pos < end:
-        length = _valid_at(base, pos, end)
-        if length > 0:
-            p = base + pos
-            if n + 5 > cap:
-                cap = cap * 2 + 1024
-                array.resize(out, cap)
-            if p[2] == REC_TAKE:
-                aux = <int64_t>_r64(p + HDR)
-            elif p[2] == REC_COMMIT:
-                aux = p[HDR] | ((_r32(p + HDR + 8) != 0) << 8) | (<int64_t>_r32(p + HDR + 4) << 16)
-            else:
-                aux = 0
-            out.data.as_longlongs[n] = p[2]
-            out.data.as_longlongs[n + 1] = <int64_t>_r64(p + 12)
-            out.data.as_longlongs[n + 2] = <int64_t>_r64(p + 20)
-            out.data.as_longlongs[n + 3] = pos
-            out.data.as_longlongs[n + 4] = aux
-            n += 5
-            pos += length
-            good_end = pos
-            continue
-        if base[pos] == 0 and _all_zero(base + pos, end - pos):
-            break   # zeros to the end: preallocated space, the clean end of the log
-        # damaged or incomplete: look for the next valid record
-        found = False
-        q = pos + 1
+        # room for SCAN_CHUNK more records, then walk them with the GIL released
+        array.resize(out, n + 5 * SCAN_CHUNK)
+        o = out.data.as_longlongs
         with nogil:
-            while q + HDR <= end:
-                if base[q] == 0xFC and base[q + 1] == 0x1A and _valid_at(base, q, end) > 0:
-                    found = True
+            k = 0
+            while pos < end and k < SCAN_CHUNK:
+                length = _valid_at(base, pos, end)
+                if length <= 0:
                     break
-                q += 1
+                p = base + pos
+                o[n] = p[2]
+                o[n + 1] = <long long>_r64(p + 12)
+                o[n + 2] = <long long>_r64(p + 20)
+                o[n + 3] = pos
+                if p[2] == REC_TAKE:
+                    o[n + 4] = <long long>_r64(p + HDR)
+                elif p[2] == REC_COMMIT:
+                    o[n + 4] = (p[HDR] | ((_r32(p + HDR + 8) != 0) << 8)
+                                | (<long long>_r32(p + HDR + 4) << 16))
+                else:
+                    o[n + 4] = 0
+                n += 5
+                k += 1
+                pos += length
+                good_end = pos
+        if pos >= end or length > 0:
+            continue
+        with nogil:
+            zero_tail = base[pos] == 0 and _all_zero(base + pos, end - pos)
+            found = False
+            q = pos + 1
+            if not zero_tail:   # damaged or incomplete: look for the next valid record
+                while q + HDR <= end:
+                    if base[q] == 0xFC and base[q + 1] == 0x1A and _valid_at(base, q, end) > 0:
+                        found = True
+                        break
+                    q += 1
+        if zero_tail:
+            break   # zeros to the end: preallocated space, the clean end of the log
         if found:
             damage.append((pos, q, "corrupt"))
             pos = q
@@ -476,6 +485,10 @@ def pwrite_all(int fd, data, int64_t offset):
                 err = errno
                 if err == EINTR:
                     continue
+                break
+            if r == 0:   # no progress and no error: never spin on it
+                err = EIO
+                r = -1
                 break
             done += r
     if r < 0:
@@ -514,6 +527,10 @@ cdef Py_ssize_t _pread_full(int fd, uint8_t* buf, Py_ssize_t n, int64_t offset) 
     return done
 
 
+cdef int64_t _file_size(int fd) except -1:
+    return os.fstat(fd).st_size
+
+
 cdef object _read_one(int fd, int64_t offset):
     cdef uint8_t small[4096]
     cdef Py_ssize_t got = _pread_full(fd, small, 4096, offset)
@@ -524,6 +541,8 @@ cdef object _read_one(int fd, int64_t offset):
     if length == -1 or got < HDR:
         return None
     length = _r32(small + 4)
+    if length > _file_size(fd) - offset:   # a damaged length: never allocate what is not there
+        return None
     big = <uint8_t*>malloc(length)
     if big == NULL:
         raise MemoryError()

@@ -4,6 +4,7 @@ the compiled module (tests check both, and check them against each other)."""
 from __future__ import annotations
 
 import array
+import errno
 import os
 import struct
 import zlib
@@ -278,7 +279,10 @@ def pwrite_all(fd: int, data, offset: int) -> int:
         done = 0
         while done < len(mv):
             with mv[done:] as rest:
-                done += os.pwrite(fd, rest, offset + done)
+                n = os.pwrite(fd, rest, offset + done)
+            if n == 0:   # no progress and no error: never spin on it
+                raise OSError(errno.EIO, os.strerror(errno.EIO))
+            done += n
         return done
 
 
@@ -306,6 +310,8 @@ def _read_one(fd: int, offset: int):
     if length == -1 or len(small) < HDR:
         return None
     length = _U32.unpack_from(small, 4)[0]
+    if length > os.fstat(fd).st_size - offset:   # a damaged length: never read what is not there
+        return None
     big = _pread_full(fd, length, offset)
     length = _valid_at(big, 0, len(big))
     if length > 0 and big[2] == F.REC_PUT:

@@ -90,10 +90,14 @@ class FileChannel(ChannelBase):
 
     # ---- opening ----------------------------------------------------------------------
     def _open(self, s: Settings) -> None:
+        from fchannel.file import identity
         t0 = time.monotonic()
-        for d in s.all_dirs:
-            os.makedirs(d, exist_ok=True)
-            self._lock(d)
+        identity.check(s, self.name)   # a wrong set of directories: refused before any write
+        for setting, d in identity.settings(s):
+            with identity.dir_errors(setting, d, self.name):
+                os.makedirs(d, exist_ok=True)
+                self._lock(d)
+        self._identity = identity.establish(s, self.name)   # again, under the locks
         gc.finish(s.checkpoint_dir, s.data_dirs, self.name)
         self._log = Log(s.data_dirs, s.max_file_size, s.minimum_required_space, self.name)
         self._store = CheckpointStore(s.checkpoint_dir, s.capacity, s.backup_dir, self.name)

@@ -46,6 +46,11 @@ class FileTransaction(Transaction):
                                    "set_mark needs OPEN")
         if not isinstance(key, str) or not key:
             raise TypeError(f"mark key must be a non-empty str, got {key!r}")
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError as exc:   # a lone surrogate: the log stores keys as UTF-8
+            raise ValueError(f"mark key {key!r} is not valid text: {exc.reason} at position "
+                             f"{exc.start}; a mark key must be encodable as UTF-8") from None
         if isinstance(value, bool) or not isinstance(value, int) or \
                 not -(1 << 63) <= value < (1 << 63):
             raise TypeError(f"mark {key!r} must be a 64-bit int, got {value!r}")

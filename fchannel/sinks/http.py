@@ -187,12 +187,7 @@ class HttpSink(Sink):
             backoff = decide(self.overrides["backoff"], self.defaults["backoff"], status)
             return Status.BACKOFF if backoff else Status.READY
         except BaseException:
-            if tx.state == "OPEN":
-                try:
-                    tx.rollback()
-                except Exception as exc:  # the channel may be closing under us
-                    self.log.warning("rollback failed: %s", exc)
+            self.roll_back(tx)
             raise
         finally:
-            if tx.state not in ("CLOSED", "OPEN"):
-                tx.close()
+            self.close_done(tx)

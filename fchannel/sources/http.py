@@ -32,12 +32,10 @@ Content-Type (UTF-8 by default).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import http.client
 import io
 import json
 import ssl
-import threading
 from http import HTTPStatus
 from typing import Any
 
@@ -45,6 +43,7 @@ from fchannel.agent.component import EventDrivenSource
 from fchannel.agent.properties import Context
 from fchannel.errors import ChannelError
 from fchannel.event import Event
+from fchannel.sources._serverloop import ServerLoop, connection
 from fchannel.sources._tls import server_tls
 
 _HANDLERS = {"org.apache.flume.source.http.jsonhandler", "json", "jsonhandler"}
@@ -102,64 +101,23 @@ class HTTPSource(EventDrivenSource):
             for k in ("ssl.cert", "ssl.key"):
                 if ctx.get(k) is not None:
                     ctx.problem(k, "set but ssl is not true")
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: asyncio.base_events.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._srv = ServerLoop(self, f"http-{self.name}", self.threads)
         self._open = 0
         self.bound_port = 0
 
     # ---- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
-        loop = asyncio.new_event_loop()
-        pool = concurrent.futures.ThreadPoolExecutor(self.threads,
-                                                     thread_name_prefix=f"http-{self.name}")
-        try:
-            server = loop.run_until_complete(asyncio.start_server(
-                self._serve, self.bind or "0.0.0.0", self.port or 0, ssl=self.ssl_context,
-                backlog=512, limit=MAX_HEADER_BYTES))
-        except BaseException:
-            loop.close()
-            pool.shutdown(wait=False)
-            raise
-        self._loop, self._server, self._pool = loop, server, pool
+        (server,) = self._srv.start([lambda: asyncio.start_server(
+            self._serve, self.bind or "0.0.0.0", self.port or 0, ssl=self.ssl_context,
+            backlog=512, limit=MAX_HEADER_BYTES)])
         self._open = 0
         self.bound_port = server.sockets[0].getsockname()[1]
-        self._thread = threading.Thread(target=self._run, name=f"http-{self.name}", daemon=True)
-        self._thread.start()
         self.log.info("listening on %s:%d%s", self.bind, self.bound_port,
                       " (TLS)" if self.ssl_context else "")
 
-    def _run(self) -> None:
-        assert self._loop is not None
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_forever()
-        except Exception as exc:  # pragma: no cover - the supervisor restarts the source
-            if not self.stopping:
-                self.log.exception("the server loop failed")
-                self.died(exc)
-
     def stop(self) -> None:
         self._stopping.set()
-        loop, server = self._loop, self._server
-        if loop is not None and server is not None and self._thread is not None:
-            async def shutdown() -> None:
-                server.close()
-                tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-                for t in tasks:
-                    t.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-            try:
-                asyncio.run_coroutine_threadsafe(shutdown(), loop).result(10)
-            except Exception as exc:
-                self.log.warning("stopping the server: %s", exc)
-            loop.call_soon_threadsafe(loop.stop)
-            self._thread.join(10)
-            loop.close()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-        self._loop = self._server = self._thread = self._pool = None
+        self._srv.stop()
 
     # ---- one connection ----------------------------------------------------------------
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -170,39 +128,30 @@ class HTTPSource(EventDrivenSource):
             writer.close()
             return
         self._open += 1
-        self.counter.add("OpenConnectionCount")
-        peer = writer.get_extra_info("peername")
         try:
-            while not self.stopping:
-                try:   # only the reading is timed: a commit under way is never cut short
-                    request = await asyncio.wait_for(self._read_request(reader, writer),
-                                                     self.read_timeout)
-                except asyncio.TimeoutError:
-                    await self._respond(writer, 408, "request not received within "
-                                                     f"readTimeout ({self.read_timeout:g} s)",
-                                        close=True)
-                    break
-                if request is None:
-                    break
-                raw, charset, keep = request
-                if raw is not None:
-                    assert self._loop is not None
-                    code, message = await self._loop.run_in_executor(
-                        self._pool, self._commit, raw, charset, writer)
-                    await self._respond(writer, code, message, close=not keep)
-                if not keep:
-                    break
-        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, OSError):
-            pass
-        except asyncio.CancelledError:
-            pass
-        except Exception:
-            self.counter.add("GenericProcessingFail")
-            self.log.exception("unexpected error serving %s", peer)
+            async with connection(self, writer, quiet=(ConnectionError, OSError, ssl.SSLError,
+                                                       asyncio.IncompleteReadError)):
+                while not self.stopping:
+                    try:   # only the reading is timed: a commit under way is never cut short
+                        request = await asyncio.wait_for(self._read_request(reader, writer),
+                                                         self.read_timeout)
+                    except asyncio.TimeoutError:
+                        await self._respond(writer, 408, "request not received within "
+                                                         f"readTimeout ({self.read_timeout:g} s)",
+                                            close=True)
+                        break
+                    if request is None:
+                        break
+                    raw, charset, keep = request
+                    if raw is not None:
+                        assert self._srv.loop is not None
+                        code, message = await self._srv.loop.run_in_executor(
+                            self._srv.pool, self._commit, raw, charset, writer)
+                        await self._respond(writer, code, message, close=not keep)
+                    if not keep:
+                        break
         finally:
             self._open -= 1
-            self.counter.add("OpenConnectionCount", -1)
-            writer.close()
 
     async def _respond(self, writer: asyncio.StreamWriter, code: int, message: str,
                        close: bool = False, extra: dict[str, str] | None = None) -> None:

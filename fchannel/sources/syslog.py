@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import asyncio
 import calendar
-import concurrent.futures
 import functools
 import re
 import socket
@@ -59,6 +58,7 @@ from typing import Any
 from fchannel.agent.component import EventDrivenSource
 from fchannel.agent.properties import Context
 from fchannel.event import Event
+from fchannel.sources._serverloop import ServerLoop, connection
 from fchannel.sources._tls import server_tls
 
 STATUS = "flume.syslog.status"
@@ -264,10 +264,7 @@ class Framer:
 
     def _pieces_exact(self, out: list[tuple[bytes, bool]]) -> None:
         """End of a line: give out what is left of it."""
-        while len(self.frame) > self.max_size:
-            self._emit(out, bytes(self.frame[:self.max_size]), True)
-            del self.frame[:self.max_size]
-            self.split = True
+        self._pieces(out)
         self._emit(out, bytes(self.frame), self.split)
         self.frame.clear()
         self.split = False
@@ -387,47 +384,20 @@ class SyslogTcpSource(_SyslogBase):
             self.batch_size = 100
         self.event_size = ctx.integer("eventSize", 2500, minimum=1)
         self.read_size = 65536
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._servers: list[Any] = []
-        self._thread: threading.Thread | None = None
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        # one worker: puts keep the order of each connection's messages
+        self._srv = ServerLoop(self, f"syslogtcp-{self.name}", 1)
         self.bound_ports: list[int] = []
 
     def start(self) -> None:
-        loop = asyncio.new_event_loop()
-        servers: list[Any] = []
-        try:
-            for p in self.ports:
-                servers.append(loop.run_until_complete(asyncio.start_server(
-                    functools.partial(self._serve, p), self.host or "0.0.0.0", p,
-                    ssl=self.ssl_context, backlog=128)))
-        except BaseException:
-            for srv in servers:
-                srv.close()
-            loop.close()
-            raise
-        self._loop, self._servers = loop, servers
-        # one worker: puts keep the order of each connection's messages
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            1, thread_name_prefix=f"syslog-{self.name}")
+        servers = self._srv.start([
+            functools.partial(asyncio.start_server, functools.partial(self._serve, p),
+                              self.host or "0.0.0.0", p, ssl=self.ssl_context, backlog=128)
+            for p in self.ports])
         self.bound_ports = [srv.sockets[0].getsockname()[1] for srv in servers]
         self.bound_port = self.bound_ports[0] if self.bound_ports else 0
-        self._thread = threading.Thread(target=self._run, name=f"syslogtcp-{self.name}",
-                                        daemon=True)
-        self._thread.start()
         self.log.info("listening on %s port(s) %s%s", self.host,
                       " ".join(str(p) for p in self.bound_ports),
                       " (TLS)" if self.ssl_context else "")
-
-    def _run(self) -> None:
-        assert self._loop is not None
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_forever()
-        except Exception as exc:  # pragma: no cover - the supervisor restarts the source
-            if not self.stopping:
-                self.log.exception("the server loop failed")
-                self.died(exc)
 
     async def _serve(self, port: int, reader: asyncio.StreamReader,
                      writer: asyncio.StreamWriter) -> None:
@@ -437,8 +407,7 @@ class SyslogTcpSource(_SyslogBase):
         # a reverse DNS lookup may take a while: not in the loop
         extra = await loop.run_in_executor(None, self._headers_for, peer,
                                            port if self.port_header else None)
-        self.counter.add("OpenConnectionCount")
-        try:
+        async with connection(self, writer):
             while not self.stopping:
                 try:
                     data = await reader.read(self.read_size)
@@ -446,17 +415,9 @@ class SyslogTcpSource(_SyslogBase):
                     data = b""
                 frames = framer.feed(data) if data else framer.flush()
                 if frames:
-                    await loop.run_in_executor(self._pool, self._deliver, frames, extra)
+                    await loop.run_in_executor(self._srv.pool, self._deliver, frames, extra)
                 if not data:
                     break
-        except asyncio.CancelledError:
-            pass
-        except Exception:
-            self.counter.add("GenericProcessingFail")
-            self.log.exception("unexpected error serving %s", peer)
-        finally:
-            self.counter.add("OpenConnectionCount", -1)
-            writer.close()
 
     def _deliver(self, frames: list[tuple[bytes, bool]], extra: dict[str, str]) -> None:
         events = self._events(frames, extra)
@@ -465,28 +426,7 @@ class SyslogTcpSource(_SyslogBase):
 
     def stop(self) -> None:
         self._stopping.set()
-        loop = self._loop
-        if loop is not None and self._thread is not None:
-            servers = self._servers
-
-            async def shutdown() -> None:
-                for srv in servers:
-                    srv.close()
-                tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-                for t in tasks:
-                    t.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-            try:
-                asyncio.run_coroutine_threadsafe(shutdown(), loop).result(10)
-            except Exception as exc:
-                self.log.warning("stopping the server: %s", exc)
-            loop.call_soon_threadsafe(loop.stop)
-            self._thread.join(10)
-            loop.close()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-        self._loop = self._thread = self._pool = None
-        self._servers = []
+        self._srv.stop()
 
 
 class MultiportSyslogTcpSource(SyslogTcpSource):

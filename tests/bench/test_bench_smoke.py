@@ -124,6 +124,7 @@ def test_bench_file_json(tmp_path, capfd):
 
 
 def test_benchmarks_entry_point(tmp_path):
+    # raw-sync without raw-prealloc: the run adds the preallocated line itself
     queues = "raw-sync,raw-nosync,sqlite,memory,memory-pure,file"
     out = tmp_path / "results"
     env = dict(os.environ)
@@ -131,22 +132,54 @@ def test_benchmarks_entry_point(tmp_path):
     env.pop("FCHANNEL_NO_EXTENSIONS", None)
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--scale", "0.001", "--repeats", "1",
-         "--workloads", "ac", "--queues", queues, "--dir", str(tmp_path), "--out", str(out),
-         "--name", "smoke", "--no-plot"],
+         "--workloads", "acdh", "--queues", queues, "--dir", str(tmp_path), "--out", str(out),
+         "--name", "smoke"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     md = (out / "smoke.md").read_text()
-    for heading in ("# fchannel benchmarks", "## Machine and versions", "## Targets (issue 5)",
-                    "## (a) 256-byte events", "## (c) single-event durable transactions"):
+    for heading in ("# fchannel benchmarks", "## Machine and versions", "## Targets (issue 15)",
+                    "## (a) 256-byte events", "## (c) single-event durable transactions",
+                    "## (d) 8 producer threads", "## (h) CPU path"):
         assert heading in md
-    assert "raw write+fdatasync (baseline)" in md and "fchannel MemoryChannel (pure)" in md
+    for text in ("raw append+fdatasync (naive line)",
+                 "raw overwrite of preallocated space+fdatasync (physical line)",
+                 "fchannel MemoryChannel (pure)", "| put vs naive | put vs prealloc |",
+                 "commits per fdatasync"):
+        assert text in md
     res = json.loads((out / "smoke.json").read_text())
     a = res["throughput"]["a"]
-    for q in queues.split(","):
+    for q in [*queues.split(","), "raw-prealloc"]:
         row = a[q]
         assert row["events"] > 0 and row["lost"] == 0
         assert row["put_eps"] > 0 and row["take_eps"] > 0
         assert set(row["put_lat"]) == LAT_KEYS
+    # the physical line wrote its zeros before the timed puts, and only overwrote in them
+    assert a["raw-prealloc"]["reserve_stats"]["reserve_steps"] >= 1
+    assert a["raw-prealloc"]["put_stats"]["prealloc_steps"] == 0
+    # FileChannel's own counters: one commit per batch, at least one log sync per commit
+    # with one producer; (d)'s 8 producers may share syncs
+    fa = a["file"]["put_stats"]
+    assert fa["commits"] == a["file"]["events"] // 100 and fa["commits_per_sync"] <= 1.0
+    fd = res["throughput"]["d"]["file"]["put_stats"]
+    assert fd["commits"] == res["throughput"]["d"]["file"]["events"]
+    assert 0 < fd["log_syncs"] <= fd["commits"]
+    # (h) runs the CPU-path queues only
+    assert set(res["throughput"]["h"]) == {"raw-nosync", "memory", "memory-pure", "file"}
+    targets = {t for t, _m, _v in (r for r in _target_rows(md))}
+    assert "(h) CPU path (fsync by interval, batch 100, 256 B) >= 4,000,000 puts/s" in targets
+    assert (out / "smoke.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert res["meta"]["machine"]["cpus"] >= 1
     # only the queue directories' parent is left: every run cleaned up after itself
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
+
+
+def _target_rows(md: str) -> list[tuple[str, str, str]]:
+    part = md.split("## Targets (issue 15)", 1)[1].split("\n## ", 1)[0]
+    rows = [line.strip("|").split(" | ") for line in part.splitlines()
+            if line.startswith("| (")]
+    return [(r[0].strip(), r[1].strip(), r[2].strip()) for r in rows]
+
+
+def test_benchmarks_rejects_an_unknown_workload(tmp_path):
+    from benchmarks.run import main as bench_main
+    assert bench_main(["--workloads", "az", "--out", str(tmp_path)]) == 2

@@ -17,6 +17,7 @@ from fchannel import (
     TransactionError,
 )
 from fchannel.file import format as F
+from tests.channels import move_concurrently
 from tests.helpers import Child
 
 
@@ -415,58 +416,9 @@ def test_concurrent_producers_and_consumers_with_checkpoints(tmp_path):
     ch = open_ch(tmp_path, capacity=5000, transaction_capacity=50, checkpoint_interval=0.05,
                  max_file_size=64 * 1024, keep_alive=0.5)
     per, producers = 1000, 4
-    taken, errors = [], []
-    lock = threading.Lock()
-    stop = threading.Event()
-
-    def produce(p):
-        try:
-            for k in range(0, per, 25):
-                batch = [Event(b"%d-%d" % (p, i)) for i in range(k, k + 25)]
-                for _ in range(200):
-                    try:
-                        with ch.transaction() as tx:
-                            tx.put_batch(batch)
-                        break
-                    except ChannelFullError:
-                        continue
-                else:
-                    raise AssertionError("stayed full")
-        except Exception as exc:  # pragma: no cover
-            errors.append(exc)
-
-    def consume(c):
-        try:
-            rounds = 0
-            while rounds < 100_000:
-                rounds += 1
-                tx = ch.transaction()
-                tx.begin()
-                got = tx.take_batch(20)
-                if got and (rounds % 7 == c):
-                    tx.rollback()
-                    tx.close()
-                    continue
-                tx.commit()
-                tx.close()
-                if got:
-                    with lock:
-                        taken.extend(e.body for e in got)
-                elif stop.is_set():
-                    return
-        except Exception as exc:  # pragma: no cover
-            errors.append(exc)
-
-    ps = [threading.Thread(target=produce, args=(p,)) for p in range(producers)]
-    cs = [threading.Thread(target=consume, args=(c,)) for c in range(4)]
-    for t in ps + cs:
-        t.start()
-    for t in ps:
-        t.join(60)
-    stop.set()
-    for t in cs:
-        t.join(60)
-    assert not errors
+    taken, errors, alive = move_concurrently(ch, producers=producers, per=per, put_batch=25,
+                                             consumers=4, take_batch=20, roll_back_every=7)
+    assert not errors and not alive
     assert len(taken) == per * producers
     assert set(taken) == {b"%d-%d" % (p, i) for p in range(producers) for i in range(per)}
     assert len(set(taken)) == len(taken)   # no event twice, despite the rollbacks

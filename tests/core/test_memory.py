@@ -4,6 +4,7 @@ import time
 import pytest
 
 from fchannel import ChannelClosedError, ChannelFullError, ConfigError, Event, MemoryChannel
+from tests.channels import move_concurrently
 
 
 def ev(i):
@@ -159,51 +160,9 @@ def test_many_producers_and_consumers_move_every_event_once():
     total, producers, consumers = 100_000, 8, 8
     ch = MemoryChannel(capacity=10_000, transaction_capacity=100, keep_alive=0.01)
     per = total // producers
-    taken: list[bytes] = []
-    lock = threading.Lock()
-    done = threading.Event()
-    errors = []
-
-    def produce(p):
-        try:
-            for start in range(0, per, 100):
-                batch = [Event(b"%d-%d" % (p, i)) for i in range(start, start + 100)]
-                for _attempt in range(1000):   # a full channel: retry, as a source runner does
-                    try:
-                        with ch.transaction() as tx:
-                            tx.put_batch(batch)
-                        break
-                    except ChannelFullError:
-                        continue
-                else:
-                    raise AssertionError("channel stayed full")
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    def consume():
-        try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                with ch.transaction() as tx:
-                    got = tx.take_batch(100)
-                if got:
-                    with lock:
-                        taken.extend(e.body for e in got)
-                elif done.is_set() and ch.size == 0:
-                    return
-        except Exception as exc:  # pragma: no cover
-            errors.append(exc)
-
-    ps = [threading.Thread(target=produce, args=(p,)) for p in range(producers)]
-    cs = [threading.Thread(target=consume) for _ in range(consumers)]
-    for t in ps + cs:
-        t.start()
-    for t in ps:
-        t.join(60)
-    done.set()
-    for t in cs:
-        t.join(60)
+    taken, errors, alive = move_concurrently(ch, producers=producers, per=per, put_batch=100,
+                                             consumers=consumers, take_batch=100)
     assert not errors
-    assert not any(t.is_alive() for t in ps + cs)
+    assert not alive
     assert len(taken) == total
     assert set(taken) == {b"%d-%d" % (p, i) for p in range(producers) for i in range(per)}
