@@ -5,8 +5,8 @@
 #
 # The first start makes .venv and builds fchannel there (about a minute);
 # later starts reinstall only if a build input changed since the last install
-# (pyproject.toml, setup.py, the .pyx/.pxd files: a hash kept in .venv), so
-# they are up in a second or two.  Python changes need no reinstall (the
+# (pyproject.toml, setup.py, the Cython sources: a hash kept in .venv, see
+# scripts/lib.sh), so they are up in a second or two.  Python changes need no reinstall (the
 # install is editable).  Arguments go to `fchannel agent`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
