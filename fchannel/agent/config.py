@@ -10,6 +10,7 @@ are logged as warnings, as Flume ignores them.
 """
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -279,13 +280,15 @@ class ChannelOpenError(Exception):
         from fchannel.errors import ChannelLockedError, CorruptionError
         self.channel = channel
         self.cause = exc
-        if isinstance(exc, PermissionError):
+        # the channel's own errors name the setting and keep the OSError as their cause
+        os_exc = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+        if isinstance(os_exc, PermissionError) or getattr(os_exc, "errno", None) == errno.EROFS:
             self.category = "permission problem"
         elif isinstance(exc, ChannelLockedError):
             self.category = "in use"
         elif isinstance(exc, CorruptionError):
             self.category = "damaged channel"
-        elif isinstance(exc, OSError):
+        elif isinstance(os_exc, OSError):
             self.category = "file system problem"
         else:
             self.category = "runtime failure"
