@@ -58,11 +58,19 @@ class ConfigError(ChannelError, ValueError):
 
 def from_os_error(exc: OSError, channel: str, doing: str) -> ChannelError:
     """The library's error for *exc*, met while *doing* (a phrase that names
-    the file or directory): ChannelFullError when the disk is full, else a
-    ChannelError naming the channel, what failed and the errno.  Raise it
+    the file or directory): ChannelFullError when the disk is full; a
+    ChannelError saying "read-only file system" or "permission denied" for
+    those; else a ChannelError naming the channel, what failed and the errno.  Raise it
     ``from exc``."""
     if exc.errno in NO_SPACE:
         return ChannelFullError(f"channel {channel!r}: no space left {doing} ({exc.strerror}); "
                                 "free some space (nothing committed was lost)")
+    if exc.errno == errno.EROFS:
+        return ChannelError(f"channel {channel!r}: {doing}: read-only file system "
+                            f"({exc.strerror}): the channel writes there; give a writable "
+                            "directory or remount it read-write")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return ChannelError(f"channel {channel!r}: {doing}: permission denied ({exc.strerror});"
+                            " the channel needs to create, read and write files there")
     code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
     return ChannelError(f"channel {channel!r}: {doing} failed: {code} ({exc.strerror or exc})")

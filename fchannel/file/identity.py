@@ -107,14 +107,7 @@ def os_problem(setting: str, path: str, exc: OSError, channel: str) -> ChannelEr
         parent = _file_above(path)
         return ConfigError(f"{what} lies under {parent!r}, which is a file, not a directory"
                            if parent else f"{what}: a part of the path is not a directory")
-    if code == errno.EROFS:
-        return ChannelError(f"{what} is on a read-only file system ({exc.strerror}): the "
-                            "channel writes there; give a writable directory or remount it "
-                            "read-write")
-    if code in (errno.EACCES, errno.EPERM):
-        return ChannelError(f"{what}: permission denied ({exc.strerror}); the channel needs "
-                            "to create, read and write files there")
-    return from_os_error(exc, channel, f"using {setting} {path!r}")
+    return from_os_error(exc, channel, f"in {setting} {path!r}")
 
 
 @contextlib.contextmanager
