@@ -111,13 +111,11 @@ cdef inline void _write_header(uint8_t* p, int rtype, Py_ssize_t length,
     _w64(p + 20, 0)
 
 
-cdef Py_ssize_t _encode_put(bytearray buf, uint64_t txn_id, Event event) except -1:
+cdef Py_ssize_t _put_size(Event event) except -1:
+    """The length of *event*'s put record (and a check of its headers)."""
     cdef dict headers = event._headers
-    cdef bytes body = event._body
-    cdef Py_ssize_t n = HDR + 8 + PyBytes_GET_SIZE(body)
+    cdef Py_ssize_t n = HDR + 8 + PyBytes_GET_SIZE(event._body)
     cdef Py_ssize_t ks, vs
-    cdef const char* kp
-    cdef const char* vp
     for k, v in headers.items():
         # headers is a mutable dict: it may have changed since the Event was made
         if type(k) is not str or type(v) is not str:
@@ -131,14 +129,22 @@ cdef Py_ssize_t _encode_put(bytearray buf, uint64_t txn_id, Event event) except 
         n += 8 + ks + vs
     if n > F.MAX_RECORD_SIZE:
         raise ValueError(f"event of {n} bytes is larger than a record can be")
-    cdef Py_ssize_t start = PyByteArray_GET_SIZE(buf)
-    cdef uint8_t* p = _grow(buf, n)
+    return n
+
+
+cdef int _write_put(uint8_t* p, Py_ssize_t n, uint64_t txn_id, Event event) except -1:
+    """Write *event*'s put record of length *n* (from _put_size) at *p*."""
+    cdef dict headers = event._headers
+    cdef bytes body = event._body
+    cdef Py_ssize_t ks, vs
+    cdef const char* kp
+    cdef const char* vp
     _write_header(p, REC_PUT, n, txn_id)
     cdef uint8_t* q = p + HDR
     _w32(q, <uint32_t>len(headers))
     q += 4
     for k, v in headers.items():
-        kp = PyUnicode_AsUTF8AndSize(k, &ks)
+        kp = PyUnicode_AsUTF8AndSize(k, &ks)   # cached by _put_size: cannot fail here
         vp = PyUnicode_AsUTF8AndSize(v, &vs)
         _w32(q, <uint32_t>ks)
         memcpy(q + 4, kp, ks)
@@ -148,21 +154,40 @@ cdef Py_ssize_t _encode_put(bytearray buf, uint64_t txn_id, Event event) except 
         q += 4 + vs
     _w32(q, <uint32_t>PyBytes_GET_SIZE(body))
     memcpy(q + 4, PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body))
-    return start
+    return 0
 
 
 def encode_put(bytearray buf, uint64_t txn_id, Event event):
     """Append a put record (write-order id and crc left for ``finalize``);
     return its offset in *buf*."""
-    return _encode_put(buf, txn_id, event)
+    cdef Py_ssize_t n = _put_size(event)
+    cdef Py_ssize_t start = PyByteArray_GET_SIZE(buf)
+    _write_put(_grow(buf, n), n, txn_id, event)
+    return start
 
 
 def encode_puts(bytearray buf, uint64_t txn_id, list events, list starts):
     """Append one put record per event, appending each record's offset in
-    *buf* to *starts*."""
-    cdef Event e
-    for e in events:
-        starts.append(_encode_put(buf, txn_id, e))
+    *buf* to *starts*.  The buffer grows once for the whole batch."""
+    cdef Py_ssize_t count = len(events), i, total = 0
+    cdef Py_ssize_t* sizes = <Py_ssize_t*>malloc(max(count, 1) * sizeof(Py_ssize_t))
+    cdef Py_ssize_t start
+    cdef uint8_t* p
+    if sizes == NULL:
+        raise MemoryError()
+    try:
+        for i in range(count):
+            sizes[i] = _put_size(<Event?>events[i])
+            total += sizes[i]
+        start = PyByteArray_GET_SIZE(buf)
+        p = _grow(buf, total)
+        for i in range(count):
+            _write_put(p, sizes[i], txn_id, <Event>events[i])
+            starts.append(start)
+            start += sizes[i]
+            p += sizes[i]
+    finally:
+        free(sizes)
 
 
 def encode_take(bytearray buf, uint64_t txn_id, int64_t pointer):
@@ -556,37 +581,49 @@ cdef object _read_one(int fd, int64_t offset):
         free(big)
 
 
-def read_events(int fd, pointers):
+def read_events(int fd, pointers_in):
     """Read the put records at *pointers* (only their low 32 bits, the
     offset, are used) of the open log *fd*; one Event per pointer, or None
     where the record is damaged or is not a put.  Records close together are
     fetched with one pread."""
-    cdef list offs = [<int64_t>p & 0xFFFFFFFF for p in pointers]
-    cdef Py_ssize_t n = len(offs), i
+    cdef list pointers = pointers_in if type(pointers_in) is list else list(pointers_in)
+    cdef Py_ssize_t n = len(pointers), i
     cdef list out = [None] * n
     if n == 0:
         return out
-    cdef int64_t lo = min(offs), hi = max(offs), off
+    cdef int64_t* offs = <int64_t*>malloc(n * sizeof(int64_t))
+    if offs == NULL:
+        raise MemoryError()
+    cdef int64_t lo, hi, off
     cdef Py_ssize_t span, got, rel, length
     cdef uint8_t* buf = NULL
-    if hi - lo <= SPAN_LIMIT:
+    try:
+        for i in range(n):
+            offs[i] = (<int64_t>pointers[i]) & 0xFFFFFFFF
+        lo = hi = offs[0]
+        for i in range(1, n):
+            if offs[i] < lo:
+                lo = offs[i]
+            elif offs[i] > hi:
+                hi = offs[i]
+        if hi - lo > SPAN_LIMIT:
+            for i in range(n):
+                out[i] = _read_one(fd, offs[i])
+            return out
         span = hi - lo + READ_AHEAD
         buf = <uint8_t*>malloc(span)
         if buf == NULL:
             raise MemoryError()
-        try:
-            got = _pread_full(fd, buf, span, lo)
-            for i in range(n):
-                off = offs[i]
-                rel = off - lo
-                length = _valid_at(buf, rel, got)
-                if length > 0:
-                    out[i] = _decode_put(buf + rel, length) if buf[rel + 2] == REC_PUT else None
-                elif length == -2:
-                    out[i] = _read_one(fd, off)
-        finally:
-            free(buf)
-    else:
+        got = _pread_full(fd, buf, span, lo)
         for i in range(n):
-            out[i] = _read_one(fd, offs[i])
-    return out
+            off = offs[i]
+            rel = off - lo
+            length = _valid_at(buf, rel, got)
+            if length > 0:
+                out[i] = _decode_put(buf + rel, length) if buf[rel + 2] == REC_PUT else None
+            elif length == -2:
+                out[i] = _read_one(fd, off)
+        return out
+    finally:
+        free(buf)
+        free(offs)

@@ -349,6 +349,9 @@ class FileChannel(ChannelBase):
                 tx.taken.extend(ptrs)
                 st.active[tx.id] = tx
             events = self._log.read(ptrs)
+            if None not in events:   # the usual case: every record intact
+                out += events
+                continue
             for p, e in zip(ptrs, events):
                 if e is None:
                     with st.cond:

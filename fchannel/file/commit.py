@@ -18,6 +18,7 @@ import threading
 from typing import Any
 
 from fchannel._compat import codec
+from fchannel._compat import queue as _queue
 from fchannel.errors import ChannelError, ChannelFullError, TransactionError
 from fchannel.file import format as F
 from fchannel.file.log import Log
@@ -25,6 +26,12 @@ from fchannel.file.state import ChannelState
 from fchannel.file.transaction import FileTransaction
 
 log = logging.getLogger("fchannel.file")
+
+
+def _files_of(pointers: list[int]) -> set[int]:
+    """The log files *pointers* point into."""
+    fid = _queue.common_file(pointers)   # the usual case: one file
+    return {fid} if fid >= 0 else {p >> 32 for p in pointers}
 
 
 class Gate:
@@ -202,8 +209,7 @@ class Committer:
             with self.log.lock:
                 st.check_open()
                 try:
-                    _p, fid, end = self.log.write(tx.dir, buf, None,
-                                                  {p >> 32 for p in tx.taken})
+                    _p, fid, end = self.log.write(tx.dir, buf, None, _files_of(tx.taken))
                 except BaseException:
                     if self.log.sync_failed is not None:
                         self.st.fail(str(self.log.sync_failed))
