@@ -137,6 +137,7 @@ EXTRAS = {
     "grpc": "agent", "google": "agent", "prometheus_client": "agent",
     "kafka": "kafka", "fsspec": "hdfs", "pyarrow": "hdfs", "s3fs": "s3",
     "fastavro": "formats", "zstandard": "formats", "faust": "faust",
+    "confluent_kafka": "confluent", "aiokafka": "aiokafka", "quixstreams": "quix",
 }
 
 
@@ -153,11 +154,7 @@ def missing_extra(what: str, name: str, exc: ImportError) -> str:
 # ---- built-ins -------------------------------------------------------------------
 
 def _file_channel(props: Any, name: str = "file-channel") -> Any:
-    try:
-        from fchannel import FileChannel  # type: ignore[attr-defined]
-    except ImportError:
-        raise ConfigError("channel type 'file' needs fchannel.FileChannel, which this "
-                          "build of fchannel does not have") from None
+    from fchannel import FileChannel
     return FileChannel.from_properties(props, name=name)
 
 
