@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Any
 
-from fchannel.integrations._records import spool_event, spooled_record
+from fchannel.integrations._records import check_batch_size, spool_event, spooled_record
 
 from fchannel.errors import ChannelError, ChannelFullError, ConfigError
 
@@ -36,12 +36,7 @@ def check_producer_options(channel: Any, batch_size: Any, send_timeout: Any,
                            max_backoff: Any) -> None:
     if not hasattr(channel, "transaction"):
         raise ConfigError(f"channel must be a channel (FileChannel), got {channel!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}")
-    cap = getattr(channel, "transaction_capacity", None)
-    if cap is not None and batch_size > cap:
-        raise ConfigError(f"batch_size={batch_size} exceeds the channel's "
-                          f"transaction_capacity={cap}")
+    check_batch_size(batch_size, getattr(channel, "transaction_capacity", None))
     for name, value in (("send_timeout", send_timeout), ("max_backoff", max_backoff)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ConfigError(f"{name} must be a number of seconds >= 0, got {value!r}")

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from fchannel.integrations._records import mark_key
+from fchannel.integrations._records import check_batch_size, mark_key
 
 from fchannel.errors import ChannelFullError, ConfigError
 from fchannel.event import Event
@@ -37,12 +37,7 @@ def check_options(channel: Any, batch_size: Any, **seconds: Any) -> None:
     if not hasattr(channel, "marks"):
         raise ConfigError(f"{type(channel).__name__} has no marks; a Kafka spooler "
                           "needs a FileChannel to spool exactly once")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}")
-    cap = getattr(channel, "transaction_capacity", None)
-    if cap is not None and batch_size > cap:
-        raise ConfigError(f"batch_size={batch_size} exceeds the channel's "
-                          f"transaction_capacity={cap}")
+    check_batch_size(batch_size, getattr(channel, "transaction_capacity", None))
     for name, value in seconds.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")

@@ -42,14 +42,13 @@ opens the channel; the channel must not be open in another process.
 """
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from fchannel.integrations._records import MARK_PREFIX, record_event
+from fchannel.integrations._records import MARK_PREFIX, header_key, record_event
 
 from fchannel.errors import ChannelError, ChannelFullError, ConfigError
 from fchannel.event import Event
@@ -299,13 +298,8 @@ class FileChannelSource(Source):
 
     def _message(self, event: Event) -> dict[str, Any]:
         h = event.headers
-        key: bytes | None = None
-        if "key" in h:
-            key = h["key"].encode("utf-8")
-        elif "key_base64" in h:
-            key = base64.b64decode(h["key_base64"])
         ts = h.get("timestamp")
-        return {"value": event.body, "key": key,
+        return {"value": event.body, "key": header_key(h),
                 "timestamp": int(ts) if ts is not None and ts.isdigit() else None,
                 "headers": list(h.items()) if self.copy_headers and h else None}
 
