@@ -25,9 +25,16 @@ import threading
 import time
 from typing import Any
 
-from fchannel.integrations._records import check_batch_size, spool_event, spooled_record
+from fchannel.integrations._drain import take_and_deliver
+from fchannel.integrations._records import (
+    SpooledRecord,
+    check_batch_size,
+    spool_event,
+    spooled_record,
+)
 
 from fchannel.errors import ChannelError, ChannelFullError, ConfigError
+from fchannel.event import Event
 
 log = logging.getLogger("fchannel.integrations.producer")
 
@@ -40,6 +47,53 @@ def check_producer_options(channel: Any, batch_size: Any, send_timeout: Any,
     for name, value in (("send_timeout", send_timeout), ("max_backoff", max_backoff)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ConfigError(f"{name} must be a number of seconds >= 0, got {value!r}")
+
+
+def new_stats() -> dict[str, int]:
+    """The counters of a SpooledProducer, all at 0."""
+    return {"sent": 0, "delivered": 0, "batches": 0, "failed_batches": 0,
+            "full_waits": 0, "undecodable": 0}
+
+
+def serialized_event(producer: Any, topic: str, value: Any, key: Any, headers: Any,
+                     partition: int | None, timestamp_ms: int | None) -> Event:
+    """The Event :func:`spool_event` makes of a record, after *producer*'s
+    ``key_serializer`` / ``value_serializer``."""
+    if producer.key_serializer is not None and key is not None:
+        key = producer.key_serializer(key)
+    if producer.value_serializer is not None and value is not None:
+        value = producer.value_serializer(value)
+    return spool_event(topic, value, key, headers, partition, timestamp_ms)
+
+
+def put_durably(channel: Any, event: Event, send_timeout: float,
+                stats: dict[str, int]) -> None:
+    """Put *event* into *channel* in its own transaction (blocking), retrying
+    while the channel is full; ChannelFullError after *send_timeout* seconds."""
+    deadline = time.monotonic() + send_timeout
+    while True:
+        try:
+            with channel.transaction() as tx:
+                tx.put(event)
+            return
+        except ChannelFullError:
+            stats["full_waits"] += 1
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+
+
+def decode_records(events: list[Event], stats: dict[str, int]) -> list[SpooledRecord]:
+    """The records a take holds; an event that is not one can never be sent:
+    it is counted (``undecodable``), logged and dropped."""
+    records = []
+    for e in events:
+        try:
+            records.append(spooled_record(e))
+        except (ValueError, KeyError) as exc:
+            stats["undecodable"] += 1
+            log.error("dropping an event that is not a spooled record (%s): %r", exc, e)
+    return records
 
 
 class SyncSpooledProducer:
@@ -74,8 +128,7 @@ class SyncSpooledProducer:
         self._closing = False
         self._closed = False
         self.last_error: BaseException | None = None
-        self.stats = {"sent": 0, "delivered": 0, "batches": 0, "failed_batches": 0,
-                      "full_waits": 0, "undecodable": 0}
+        self.stats = new_stats()
         self._thread = threading.Thread(target=self._drain_loop, daemon=True,
                                         name=f"spooled-producer-{getattr(channel, 'name', '')}")
         if start:
@@ -89,22 +142,8 @@ class SyncSpooledProducer:
         ``send_timeout`` seconds, ValueError/TypeError for a bad field."""
         if self._closing:
             raise ChannelError("this SpooledProducer is closed")
-        if self.key_serializer is not None and key is not None:
-            key = self.key_serializer(key)
-        if self.value_serializer is not None and value is not None:
-            value = self.value_serializer(value)
-        event = spool_event(topic, value, key, headers, partition, timestamp_ms)
-        deadline = time.monotonic() + self.send_timeout
-        while True:
-            try:
-                with self.channel.transaction() as tx:
-                    tx.put(event)
-                break
-            except ChannelFullError:
-                self.stats["full_waits"] += 1
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        event = serialized_event(self, topic, value, key, headers, partition, timestamp_ms)
+        put_durably(self.channel, event, self.send_timeout, self.stats)
         with self._cond:
             self.stats["sent"] += 1
             self._cond.notify_all()
@@ -207,35 +246,19 @@ class SyncSpooledProducer:
                     self._cond.wait(backoff)
 
     def _drain_once(self) -> int:
-        tx = self.channel.transaction()
-        tx.begin()
-        try:
-            events = tx.take_batch(self.batch_size)
-            if not events:
-                tx.commit()
-                return 0
-            records = []
-            for e in events:
-                try:
-                    records.append(spooled_record(e))
-                except (ValueError, KeyError) as exc:
-                    # not written by a SpooledProducer: it can never be sent
-                    self.stats["undecodable"] += 1
-                    log.error("dropping an event that is not a spooled record (%s): %r",
-                              exc, e)
+        records: list[SpooledRecord] = []
+
+        def deliver(events: list[Event]) -> None:
+            records.extend(decode_records(events, self.stats))
             with self._cond:
                 self._inflight = len(events)
                 if records:
                     self._oldest = records[0].spooled_at
             if records:
                 self._deliver(records)
-            tx.commit()
-        except BaseException:
-            if tx.state == "OPEN":
-                tx.rollback()
-            raise
-        finally:
-            tx.close()
-        self.stats["delivered"] += len(records)
-        self.stats["batches"] += 1
-        return len(events)
+
+        taken = take_and_deliver(self.channel, self.batch_size, deliver)
+        if taken:
+            self.stats["delivered"] += len(records)
+            self.stats["batches"] += 1
+        return taken

@@ -24,19 +24,23 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
-from fchannel.integrations._producer import check_producer_options
+from fchannel.integrations._drain import drain_target
+from fchannel.integrations._producer import (
+    check_producer_options,
+    decode_records,
+    new_stats,
+    put_durably,
+    serialized_event,
+)
 from fchannel.integrations._records import (
     Route,
-    SpooledRecord,
     mark_key,
     record_event,
-    spool_event,
-    spooled_record,
 )
 from fchannel.integrations._spool import SpoolState, check_options
 
 from fchannel.aio import atransaction
-from fchannel.errors import ChannelError, ChannelFullError, ConfigError
+from fchannel.errors import ChannelError, ConfigError
 from fchannel.event import Event
 
 try:
@@ -291,13 +295,9 @@ async def drain(channel: Any, target: Any, *, batch_size: int = 100, topic: str 
     every send was acknowledged; on any error it is rolled back and the error
     raised. The channel's blocking calls run in *executor*. Returns the number
     of events delivered."""
-    if isinstance(target, AIOKafkaProducer):
-        target = ProducerTarget(target, topic, **target_options)
-    elif topic is not None or target_options:
-        raise ConfigError("topic and target options apply only to an AIOKafkaProducer target")
-    if not callable(target):
-        raise ConfigError(f"target must be an async callable or an AIOKafkaProducer, "
-                          f"got {target!r}")
+    target = drain_target(target, topic, target_options, AIOKafkaProducer, ProducerTarget,
+                          "an AIOKafkaProducer", "an AIOKafkaProducer",
+                          "an async callable")
     async with atransaction(channel, executor) as tx:
         events = await tx.take_batch(batch_size)
         if events:
@@ -368,8 +368,7 @@ class SpooledProducer:
         self._oldest: float | None = None
         self._closing = False
         self.last_error: BaseException | None = None
-        self.stats = {"sent": 0, "delivered": 0, "batches": 0, "failed_batches": 0,
-                      "full_waits": 0, "undecodable": 0}
+        self.stats = new_stats()
 
     async def start(self) -> None:
         """Start the background delivery task (once)."""
@@ -386,19 +385,6 @@ class SpooledProducer:
         await self.stop()
 
     # ---- the sending side -------------------------------------------------------------
-    def _put(self, event: Event) -> None:
-        deadline = time.monotonic() + self.send_timeout
-        while True:
-            try:
-                with self.channel.transaction() as tx:
-                    tx.put(event)
-                return
-            except ChannelFullError:
-                self.stats["full_waits"] += 1
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
-
     async def send(self, topic: str, value: Any = None, key: Any = None,
                    partition: int | None = None, timestamp_ms: int | None = None,
                    headers: Any = None) -> None:
@@ -408,12 +394,9 @@ class SpooledProducer:
         channel, ValueError/TypeError for a bad field."""
         if self._closing:
             raise ChannelError("this SpooledProducer is stopped")
-        if self.key_serializer is not None and key is not None:
-            key = self.key_serializer(key)
-        if self.value_serializer is not None and value is not None:
-            value = self.value_serializer(value)
-        event = spool_event(topic, value, key, headers, partition, timestamp_ms)
-        await asyncio.get_running_loop().run_in_executor(self.executor, self._put, event)
+        event = serialized_event(self, topic, value, key, headers, partition, timestamp_ms)
+        await asyncio.get_running_loop().run_in_executor(
+            self.executor, put_durably, self.channel, event, self.send_timeout, self.stats)
         self.stats["sent"] += 1
         if self._wake is not None:
             self._wake.set()
@@ -505,14 +488,7 @@ class SpooledProducer:
                 events = await tx.take_batch(self.batch_size)
                 if not events:
                     return 0
-                records: list[SpooledRecord] = []
-                for e in events:
-                    try:
-                        records.append(spooled_record(e))
-                    except (ValueError, KeyError) as exc:
-                        self.stats["undecodable"] += 1
-                        log.error("dropping an event that is not a spooled record (%s): %r",
-                                  exc, e)
+                records = decode_records(events, self.stats)
                 self._inflight = len(events)
                 if records:
                     self._oldest = records[0].spooled_at

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from fchannel.integrations._drain import drain_target, drain_until_empty, take_and_deliver
 from fchannel.integrations._producer import SyncSpooledProducer
 from fchannel.integrations._records import Route, SpooledRecord, mark_key, record_event
 from fchannel.integrations._spool import SpoolState, check_options
@@ -321,30 +322,16 @@ def drain(channel: Any, target: Any, *, batch_size: int = 100, topic: str | None
     rolled back (the events return to the head of the channel, in order) and
     the error raised. Returns the number of events delivered. At least once:
     a crash after delivery but before the commit delivers the batch again."""
-    if isinstance(target, Producer):
-        target = ProducerTarget(target, topic, **target_options)
-    elif topic is not None or target_options:
-        raise ConfigError("topic and target options apply only to a Producer target")
-    if not callable(target):
-        raise ConfigError(f"target must be callable or a confluent_kafka.Producer, "
-                          f"got {target!r}")
-    with channel.transaction() as tx:
-        events = tx.take_batch(batch_size)
-        if events:
-            target(events)
-    return len(events)
+    deliver = drain_target(target, topic, target_options, Producer, ProducerTarget,
+                           "a Producer", "a confluent_kafka.Producer")
+    return take_and_deliver(channel, batch_size, deliver)
 
 
 def drain_all(channel: Any, target: Any, *, batch_size: int = 100,
               stop: Callable[[], bool] | None = None, **kw: Any) -> int:
     """Call :func:`drain` until the channel is empty (or *stop* returns true)."""
-    total = 0
-    while stop is None or not stop():
-        n = drain(channel, target, batch_size=batch_size, **kw)
-        total += n
-        if n == 0:
-            break
-    return total
+    return drain_until_empty(lambda: drain(channel, target, batch_size=batch_size, **kw),
+                             stop)
 
 
 # ---- a producer that never drops a record ---------------------------------------------

@@ -43,6 +43,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from fchannel.integrations._drain import drain_target, drain_until_empty, take_and_deliver
 from fchannel.integrations._producer import SyncSpooledProducer
 from fchannel.integrations._records import Route, SpooledRecord, mark_key, record_event
 
@@ -468,30 +469,17 @@ def drain(channel: Any, target: Any, *, batch_size: int = 100, topic: str | None
     empty). At least once: a crash after delivery but before the commit
     delivers the batch again.
     """
-    if isinstance(target, KafkaProducer):
-        target = ProducerTarget(target, topic, **target_options)
-    elif topic is not None or target_options:
-        raise ConfigError("topic and target options apply only to a KafkaProducer target")
-    if not callable(target):
-        raise ConfigError(f"target must be callable or a KafkaProducer, got {target!r}")
-    with channel.transaction() as tx:
-        events = tx.take_batch(batch_size)
-        if events:
-            target(events)
-    return len(events)
+    deliver = drain_target(target, topic, target_options, KafkaProducer, ProducerTarget,
+                           "a KafkaProducer", "a KafkaProducer")
+    return take_and_deliver(channel, batch_size, deliver)
 
 
 def drain_all(channel: Any, target: Any, *, batch_size: int = 100,
               stop: Callable[[], bool] | None = None, **kw: Any) -> int:
     """Call :func:`drain` until the channel is empty (or *stop* returns
     true). Returns the number of events delivered."""
-    total = 0
-    while stop is None or not stop():
-        n = drain(channel, target, batch_size=batch_size, **kw)
-        total += n
-        if n == 0:
-            break
-    return total
+    return drain_until_empty(lambda: drain(channel, target, batch_size=batch_size, **kw),
+                             stop)
 
 
 # ---- a producer that never drops a record ---------------------------------------------

@@ -48,6 +48,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from fchannel.integrations._drain import take_and_deliver
 from fchannel.integrations._records import MARK_PREFIX, header_key, record_event
 
 from fchannel.errors import ChannelError, ChannelFullError, ConfigError
@@ -333,21 +334,11 @@ class FileChannelSource(Source):
     def deliver_once(self, channel: Any) -> int:
         """One take transaction: produce its events, flush the producer, commit.
         Returns how many events went out (0: the channel was empty)."""
-        tx = channel.transaction()
-        tx.begin()
-        try:
-            events = tx.take_batch(min(self.batch_size, channel.transaction_capacity))
+        def deliver(events: list[Event]) -> None:
             for e in events:
                 self.produce(**self._message(e))
-            if events:
-                self.flush(self.flush_timeout)     # raises unless all were delivered
-            tx.commit()
-        except BaseException:
-            if tx.state == "OPEN":
-                tx.rollback()
-            raise
-        finally:
-            if tx.state != "CLOSED":
-                tx.close()
-        self.delivered += len(events)
-        return len(events)
+            self.flush(self.flush_timeout)     # raises unless all were delivered
+
+        n = take_and_deliver(channel, min(self.batch_size, channel.transaction_capacity), deliver)
+        self.delivered += n
+        return n
