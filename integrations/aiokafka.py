@@ -32,12 +32,8 @@ from fchannel.integrations._producer import (
     put_durably,
     serialized_event,
 )
-from fchannel.integrations._records import (
-    Route,
-    mark_key,
-    record_event,
-)
-from fchannel.integrations._spool import SpoolState, check_options
+from fchannel.integrations._records import Route, mark_key
+from fchannel.integrations._spool import SpoolerBase, check_topics
 
 from fchannel.aio import atransaction
 from fchannel.errors import ChannelError, ConfigError
@@ -73,7 +69,7 @@ class _Listener(ConsumerRebalanceListener):
             await self._user.on_partitions_assigned(assigned)
 
 
-class AioKafkaSpooler:
+class AioKafkaSpooler(SpoolerBase):
     """Fetches with *consumer* (an ``AIOKafkaConsumer`` with
     ``enable_auto_commit=False``, started before :meth:`run`) into *channel*,
     exactly once.
@@ -97,22 +93,13 @@ class AioKafkaSpooler:
                  set_topic_header: bool = True, topic_header: str = "topic",
                  copy_headers: bool = True, commit_kafka: bool = True,
                  max_backoff: float = 1.0, executor: Executor | None = None) -> None:
-        check_options(channel, batch_size, batch_duration=batch_duration,
-                      poll_timeout=poll_timeout, max_backoff=max_backoff)
-        if topics is not None and pattern is not None:
-            raise ConfigError("give topics or pattern, not both")
-        if isinstance(topics, str):
-            topics = [topics]
-        self.consumer = consumer
-        self.channel = channel
-        self.poll_timeout = float(poll_timeout)
-        self.set_topic_header = set_topic_header
-        self.topic_header = topic_header
-        self.copy_headers = copy_headers
-        self.commit_kafka = commit_kafka
+        super().__init__(consumer, channel, batch_size=batch_size,
+                         batch_duration=batch_duration, poll_timeout=poll_timeout,
+                         set_topic_header=set_topic_header, topic_header=topic_header,
+                         copy_headers=copy_headers, commit_kafka=commit_kafka,
+                         max_backoff=max_backoff)
+        topics = check_topics(topics, pattern)
         self.executor = executor
-        self._state = SpoolState(channel, batch_size, batch_duration, max_backoff)
-        self.stats = self._state.stats
         self._commit_lock = asyncio.Lock()
         self._paused = False
         self._stop = False
@@ -122,7 +109,7 @@ class AioKafkaSpooler:
             if pattern is not None:
                 consumer.subscribe(pattern=pattern, listener=lst)
             else:
-                consumer.subscribe(topics=list(topics), listener=lst)  # type: ignore[arg-type]
+                consumer.subscribe(topics=topics, listener=lst)
         elif consumer.subscription():
             consumer.subscribe(topics=sorted(consumer.subscription()),
                                listener=_Listener(self, listener))
@@ -187,23 +174,14 @@ class AioKafkaSpooler:
         data = await self.consumer.getmany(
             timeout_ms=int(st.wait_hint(self.poll_timeout) * 1000), max_records=max(room, 1))
         for tp, recs in data.items():
-            key = (tp.topic, tp.partition)
-            for r in recs:
-                if not st.add(key, r.offset, lambda r=r: self._event(r)):
-                    self.consumer.seek(tp, r.offset)   # no room: fetch it again later
-                    break
+            # no room for a record: fetch it again later
+            st.add_records((tp.topic, tp.partition), recs, self._event,
+                           lambda offset, tp=tp: self.consumer.seek(tp, offset))
         if st.catch_up and self.commit_kafka:
             await self._commit_kafka(st.pop_catch_up())
         if st.due():
             return await self.flush()
         return 0
-
-    def _event(self, r: Any) -> Event:
-        return record_event(topic=r.topic, partition=r.partition, offset=r.offset,
-                            timestamp_ms=r.timestamp, key=r.key, value=r.value,
-                            headers=r.headers if self.copy_headers else None,
-                            topic_header=self.topic_header if self.set_topic_header else None,
-                            value_hint="use no value_deserializer")
 
     async def flush(self) -> int:
         """Commit the batch in hand to the channel (with its marks; in the
@@ -211,7 +189,8 @@ class AioKafkaSpooler:
         committed (0 when the channel is full; the batch stays in hand)."""
         loop = asyncio.get_running_loop()
         async with self._commit_lock:
-            done = await loop.run_in_executor(self.executor, self._state.commit, None)
+            done = await loop.run_in_executor(self.executor, self._state.commit,
+                                              self._transform)
         if done is None:
             return 0
         n, offsets = done

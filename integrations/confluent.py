@@ -28,7 +28,7 @@ from typing import Any
 from fchannel.integrations._drain import drain_target, drain_until_empty, take_and_deliver
 from fchannel.integrations._producer import SyncSpooledProducer
 from fchannel.integrations._records import Route, SpooledRecord, mark_key, record_event
-from fchannel.integrations._spool import SpoolState, check_options
+from fchannel.integrations._spool import SpoolerBase, check_topics
 
 from fchannel.errors import ConfigError
 from fchannel.event import Event
@@ -51,7 +51,7 @@ __all__ = ["ConfluentSpooler", "ProducerTarget", "SpooledProducer", "drain", "dr
 log = logging.getLogger(__name__)
 
 
-class ConfluentSpooler:
+class ConfluentSpooler(SpoolerBase):
     """Consumes with *consumer* (a ``confluent_kafka.Consumer`` with
     ``enable.auto.commit = false``) into *channel*, exactly once.
 
@@ -83,28 +83,19 @@ class ConfluentSpooler:
                  set_topic_header: bool = True, topic_header: str = "topic",
                  copy_headers: bool = True, commit_kafka: bool = True,
                  max_backoff: float = 1.0) -> None:
-        check_options(channel, batch_size, batch_duration=batch_duration,
-                      poll_timeout=poll_timeout, max_backoff=max_backoff)
-        if topics is not None and pattern is not None:
-            raise ConfigError("give topics or pattern, not both")
-        if isinstance(topics, str):
-            topics = [topics]
-        self.consumer = consumer
-        self.channel = channel
-        self.poll_timeout = float(poll_timeout)
-        self.set_topic_header = set_topic_header
-        self.topic_header = topic_header
-        self.copy_headers = copy_headers
-        self.commit_kafka = commit_kafka
+        super().__init__(consumer, channel, batch_size=batch_size,
+                         batch_duration=batch_duration, poll_timeout=poll_timeout,
+                         set_topic_header=set_topic_header, topic_header=topic_header,
+                         copy_headers=copy_headers, commit_kafka=commit_kafka,
+                         max_backoff=max_backoff)
+        topics = check_topics(topics, pattern)
         self._user_assign = on_assign
         self._user_revoke = on_revoke
-        self._state = SpoolState(channel, batch_size, batch_duration, max_backoff)
-        self.stats = self._state.stats
         self._paused = False
         self._stop = threading.Event()
         if topics is not None or pattern is not None:
             if topics is not None:
-                subs = list(topics)
+                subs = topics
             else:
                 assert pattern is not None
                 subs = [pattern if pattern.startswith("^") else "^" + pattern]
@@ -207,9 +198,6 @@ class ConfluentSpooler:
                             headers=m.headers() if self.copy_headers else None,
                             topic_header=self.topic_header if self.set_topic_header else None,
                             value_hint="use a plain Consumer, not a DeserializingConsumer")
-
-    def _transform(self, events: list) -> list:
-        return events
 
     def flush(self) -> int:
         """Commit the batch in hand to the channel (with its marks), then its

@@ -224,8 +224,6 @@ class _InterceptingSpooler(KafkaSpooler):
     """A spooler that runs the source's interceptors on each record's event
     and counts like a Flume source."""
 
-    _pending: list[tuple[Any, Any, int]]
-
     def __init__(self, source: KafkaSource, *args: Any, **kw: Any) -> None:
         self._source = source
         super().__init__(*args, **kw)
@@ -239,20 +237,21 @@ class _InterceptingSpooler(KafkaSpooler):
         # interceptors run on the batch in hand, once, just before its commit
         proc = self._source.channel_processor
         if proc is not None and proc.interceptors:
-            with self._lock:
+            st = self._state
+            with st.lock:
                 kept: list[tuple[Any, Any, int]] = []
-                for tp, e, off in self._pending:
+                for tp, e, off in st.pending:
                     out = proc.intercept([e])
                     kept.append((tp, out[0] if out else None, off))
-                self._pending = kept
+                st.pending = kept
         n = super().flush()
         if n:
             self._source.counter.add("EventAcceptedCount", n)
             self._source.counter.add("AppendBatchAcceptedCount")
         return n
 
-    def _put_events(self, batch: list) -> list:
-        return [e for _tp, e, _off in batch if e is not None]
+    def _transform(self, events: list) -> list:
+        return [e for e in events if e is not None]
 
 
 def _confluent_spooler() -> Any:
