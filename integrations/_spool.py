@@ -242,6 +242,17 @@ class SpoolerBase:
         self.commit_kafka = commit_kafka
         self._state = SpoolState(channel, batch_size, batch_duration, max_backoff)
         self.stats = self._state.stats
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """Ask ``run()`` to finish its batch and return (thread-safe; returns
+        at once; ``run()`` returns within about ``poll_timeout`` plus one
+        commit)."""
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
 
     @property
     def batch_size(self) -> int:

@@ -102,7 +102,6 @@ class AioKafkaSpooler(SpoolerBase):
         self.executor = executor
         self._commit_lock = asyncio.Lock()
         self._paused = False
-        self._stop = False
         self._manual: set | None = None
         if topics is not None or pattern is not None:
             lst = _Listener(self, listener)
@@ -149,17 +148,9 @@ class AioKafkaSpooler(SpoolerBase):
     # ---- the loop -------------------------------------------------------------------
     async def run(self) -> None:
         """Spool until :meth:`stop`; commits the batch in hand before returning."""
-        while not self._stop:
+        while not self._stop.is_set():
             await self.step()
         await self.flush()
-
-    def stop(self) -> None:
-        """Ask :meth:`run` to finish its batch and return."""
-        self._stop = True
-
-    @property
-    def stopped(self) -> bool:
-        return self._stop
 
     async def step(self) -> int:
         """Fetch once and commit the batch in hand if it is due. Returns the

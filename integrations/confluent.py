@@ -20,7 +20,6 @@ is on disk and delivers in the background.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -92,7 +91,6 @@ class ConfluentSpooler(SpoolerBase):
         self._user_assign = on_assign
         self._user_revoke = on_revoke
         self._paused = False
-        self._stop = threading.Event()
         if topics is not None or pattern is not None:
             if topics is not None:
                 subs = topics
@@ -153,14 +151,6 @@ class ConfluentSpooler(SpoolerBase):
         while not self._stop.is_set():
             self.step()
         self.flush()
-
-    def stop(self) -> None:
-        """Ask :meth:`run` to finish its batch and return (thread-safe)."""
-        self._stop.set()
-
-    @property
-    def stopped(self) -> bool:
-        return self._stop.is_set()
 
     def step(self) -> int:
         """Consume once and commit the batch in hand if it is due. Returns the

@@ -131,7 +131,6 @@ class KafkaSpooler(SpoolerBase):
                          max_backoff=max_backoff)
         topics = check_topics(topics, pattern)
         self._new: set = set()    # assigned, not positioned yet (under the state's lock)
-        self._stop = threading.Event()
         self._running = threading.Event()
 
         if topics is not None or pattern is not None:
@@ -212,16 +211,6 @@ class KafkaSpooler(SpoolerBase):
             self.flush()
         finally:
             self._running.clear()
-
-    def stop(self) -> None:
-        """Ask :meth:`run` to finish its batch and return (thread-safe; returns
-        at once; :meth:`run` returns within about ``poll_timeout`` plus one
-        commit)."""
-        self._stop.set()
-
-    @property
-    def stopped(self) -> bool:
-        return self._stop.is_set()
 
     def step(self) -> int:
         """Poll once and commit the batch in hand if it is due. Returns the
