@@ -1,5 +1,7 @@
 """The client-neutral part of the kafka-python and confluent-kafka
-``SpooledProducer`` (the aiokafka one has the same shape on asyncio).
+``SpooledProducer`` (:class:`SyncSpooledProducer`); the aiokafka one has the
+same shape on asyncio and shares :class:`SpooledProducerBase`,
+:func:`put_durably` and :func:`decode_records` with it.
 
 ``send`` writes the record into a FileChannel in its own transaction and
 returns once it is committed (fsync'ed; concurrent senders share one
@@ -49,21 +51,37 @@ def check_producer_options(channel: Any, batch_size: Any, send_timeout: Any,
             raise ConfigError(f"{name} must be a number of seconds >= 0, got {value!r}")
 
 
-def new_stats() -> dict[str, int]:
-    """The counters of a SpooledProducer, all at 0."""
-    return {"sent": 0, "delivered": 0, "batches": 0, "failed_batches": 0,
-            "full_waits": 0, "undecodable": 0}
+class SpooledProducerBase:
+    """The options and state every SpooledProducer has (thread or asyncio):
+    checked options, ``stats``, ``last_error``, and the Event of a record."""
 
+    def __init__(self, producer: Any, channel: Any, *, batch_size: int,
+                 send_timeout: float, max_backoff: float, key_serializer: Any,
+                 value_serializer: Any) -> None:
+        check_producer_options(channel, batch_size, send_timeout, max_backoff)
+        self.producer = producer
+        self.channel = channel
+        self.batch_size = batch_size
+        self.send_timeout = float(send_timeout)
+        self.max_backoff = float(max_backoff)
+        self.key_serializer = key_serializer
+        self.value_serializer = value_serializer
+        self._inflight = 0
+        self._oldest: float | None = None   # spool time of the oldest record seen waiting
+        self._closing = False
+        self.last_error: BaseException | None = None
+        self.stats = {"sent": 0, "delivered": 0, "batches": 0, "failed_batches": 0,
+                      "full_waits": 0, "undecodable": 0}
 
-def serialized_event(producer: Any, topic: str, value: Any, key: Any, headers: Any,
+    def _spool_event(self, topic: str, value: Any, key: Any, headers: Any,
                      partition: int | None, timestamp_ms: int | None) -> Event:
-    """The Event :func:`spool_event` makes of a record, after *producer*'s
-    ``key_serializer`` / ``value_serializer``."""
-    if producer.key_serializer is not None and key is not None:
-        key = producer.key_serializer(key)
-    if producer.value_serializer is not None and value is not None:
-        value = producer.value_serializer(value)
-    return spool_event(topic, value, key, headers, partition, timestamp_ms)
+        """The Event :func:`spool_event` makes of a record, after the
+        ``key_serializer`` / ``value_serializer``."""
+        if self.key_serializer is not None and key is not None:
+            key = self.key_serializer(key)
+        if self.value_serializer is not None and value is not None:
+            value = self.value_serializer(value)
+        return spool_event(topic, value, key, headers, partition, timestamp_ms)
 
 
 def put_durably(channel: Any, event: Event, send_timeout: float,
@@ -96,7 +114,7 @@ def decode_records(events: list[Event], stats: dict[str, int]) -> list[SpooledRe
     return records
 
 
-class SyncSpooledProducer:
+class SyncSpooledProducer(SpooledProducerBase):
     """A producer whose ``send`` is durable before it returns.
 
     - *channel*: a :class:`fchannel.FileChannel` used only by this producer
@@ -113,22 +131,12 @@ class SyncSpooledProducer:
                  send_timeout: float = 60.0, max_backoff: float = 2.0,
                  key_serializer: Any = None, value_serializer: Any = None,
                  start: bool = True) -> None:
-        check_producer_options(channel, batch_size, send_timeout, max_backoff)
-        self.producer = producer
-        self.channel = channel
-        self.batch_size = batch_size
-        self.send_timeout = float(send_timeout)
-        self.max_backoff = float(max_backoff)
-        self.key_serializer = key_serializer
-        self.value_serializer = value_serializer
+        super().__init__(producer, channel, batch_size=batch_size,
+                         send_timeout=send_timeout, max_backoff=max_backoff,
+                         key_serializer=key_serializer, value_serializer=value_serializer)
         self._cond = threading.Condition()
         self._busy = False             # the drainer holds a take (in flight)
-        self._inflight = 0
-        self._oldest: float | None = None   # spool time of the oldest record seen waiting
-        self._closing = False
         self._closed = False
-        self.last_error: BaseException | None = None
-        self.stats = new_stats()
         self._thread = threading.Thread(target=self._drain_loop, daemon=True,
                                         name=f"spooled-producer-{getattr(channel, 'name', '')}")
         if start:
@@ -142,7 +150,7 @@ class SyncSpooledProducer:
         ``send_timeout`` seconds, ValueError/TypeError for a bad field."""
         if self._closing:
             raise ChannelError("this SpooledProducer is closed")
-        event = serialized_event(self, topic, value, key, headers, partition, timestamp_ms)
+        event = self._spool_event(topic, value, key, headers, partition, timestamp_ms)
         put_durably(self.channel, event, self.send_timeout, self.stats)
         with self._cond:
             self.stats["sent"] += 1

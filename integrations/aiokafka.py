@@ -25,13 +25,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 from fchannel.integrations._drain import drain_target
-from fchannel.integrations._producer import (
-    check_producer_options,
-    decode_records,
-    new_stats,
-    put_durably,
-    serialized_event,
-)
+from fchannel.integrations._producer import SpooledProducerBase, decode_records, put_durably
 from fchannel.integrations._records import Route, mark_key
 from fchannel.integrations._spool import SpoolerBase, check_topics
 
@@ -288,7 +282,7 @@ async def drain_all(channel: Any, target: Any, *, batch_size: int = 100,
 
 
 # ---- a producer that never drops a record ---------------------------------------------
-class SpooledProducer:
+class SpooledProducer(SpooledProducerBase):
     """``await send(...)`` returns once the record is on disk in *channel*; a
     background task hands the records in order to *producer* (a started
     ``AIOKafkaProducer`` with ``acks="all"``) and commits each take only after
@@ -313,7 +307,9 @@ class SpooledProducer:
                  key_serializer: Any = None, value_serializer: Any = None,
                  executor: Executor | None = None, require_acks_all: bool = True,
                  delivery_timeout: float = 120.0) -> None:
-        check_producer_options(channel, batch_size, send_timeout, max_backoff)
+        super().__init__(producer, channel, batch_size=batch_size,
+                         send_timeout=send_timeout, max_backoff=max_backoff,
+                         key_serializer=key_serializer, value_serializer=value_serializer)
         if isinstance(delivery_timeout, bool) or not isinstance(delivery_timeout, (int, float)) \
                 or delivery_timeout <= 0:
             raise ConfigError(f"delivery_timeout must be a positive number of seconds, got "
@@ -323,22 +319,10 @@ class SpooledProducer:
         if require_acks_all and acks is not None and acks not in (-1, "all"):
             raise ConfigError(f"the AIOKafkaProducer has acks={acks!r}; use acks='all': the "
                               "channel forgets a record once the broker acknowledged it")
-        self.producer = producer
-        self.channel = channel
-        self.batch_size = batch_size
-        self.send_timeout = float(send_timeout)
-        self.max_backoff = float(max_backoff)
-        self.key_serializer = key_serializer
-        self.value_serializer = value_serializer
         self.executor = executor
         self._task: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
-        self._inflight = 0
-        self._oldest: float | None = None
-        self._closing = False
-        self.last_error: BaseException | None = None
-        self.stats = new_stats()
 
     async def start(self) -> None:
         """Start the background delivery task (once)."""
@@ -364,7 +348,7 @@ class SpooledProducer:
         channel, ValueError/TypeError for a bad field."""
         if self._closing:
             raise ChannelError("this SpooledProducer is stopped")
-        event = serialized_event(self, topic, value, key, headers, partition, timestamp_ms)
+        event = self._spool_event(topic, value, key, headers, partition, timestamp_ms)
         await asyncio.get_running_loop().run_in_executor(
             self.executor, put_durably, self.channel, event, self.send_timeout, self.stats)
         self.stats["sent"] += 1
