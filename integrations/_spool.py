@@ -289,3 +289,34 @@ class SpoolerBase:
     def _transform(self, events: list) -> list:
         """The events of a batch as they go into the channel (a hook)."""
         return events
+
+
+class ThreadSpooler(SpoolerBase):
+    """A spooler driven by a thread (kafka-python, confluent-kafka): the
+    client module gives ``step()`` (one poll), ``flush()`` and
+    ``_commit_kafka()``."""
+
+    def run(self) -> None:
+        """Spool until :meth:`stop`; commits the batch in hand before returning."""
+        while not self._stop.is_set():
+            self.step()
+        self.flush()
+
+    def step(self) -> int:   # pragma: no cover - per client
+        raise NotImplementedError
+
+    def flush(self) -> int:   # pragma: no cover - per client
+        raise NotImplementedError
+
+    def _commit_kafka(self, offsets: dict) -> None:   # pragma: no cover - per client
+        raise NotImplementedError
+
+    def _commit_due(self) -> int:
+        """After a poll: the Kafka commits owed since a restart, then the
+        batch in hand if it is due. Returns the events committed."""
+        st = self._state
+        if st.catch_up and self.commit_kafka:
+            self._commit_kafka(st.pop_catch_up())
+        if st.due():
+            return self.flush()
+        return 0

@@ -27,7 +27,7 @@ from typing import Any
 from fchannel.integrations._drain import drain_target, drain_until_empty, take_and_deliver
 from fchannel.integrations._producer import SyncSpooledProducer
 from fchannel.integrations._records import Route, SpooledRecord, mark_key, record_event
-from fchannel.integrations._spool import SpoolerBase, check_topics
+from fchannel.integrations._spool import ThreadSpooler, check_topics
 
 from fchannel.errors import ConfigError
 from fchannel.event import Event
@@ -50,7 +50,7 @@ __all__ = ["ConfluentSpooler", "ProducerTarget", "SpooledProducer", "drain", "dr
 log = logging.getLogger(__name__)
 
 
-class ConfluentSpooler(SpoolerBase):
+class ConfluentSpooler(ThreadSpooler):
     """Consumes with *consumer* (a ``confluent_kafka.Consumer`` with
     ``enable.auto.commit = false``) into *channel*, exactly once.
 
@@ -146,12 +146,6 @@ class ConfluentSpooler(SpoolerBase):
         self._on_revoke(consumer, partitions)
 
     # ---- the loop -------------------------------------------------------------------
-    def run(self) -> None:
-        """Spool until :meth:`stop`; commits the batch in hand before returning."""
-        while not self._stop.is_set():
-            self.step()
-        self.flush()
-
     def step(self) -> int:
         """Consume once and commit the batch in hand if it is due. Returns the
         number of events committed to the channel by this step."""
@@ -174,11 +168,7 @@ class ConfluentSpooler(SpoolerBase):
             if not st.add(tp, m.offset(), lambda m=m: self._event(m)):
                 # no room in the batch in hand: fetch it again later
                 self.consumer.seek(TopicPartition(tp[0], tp[1], m.offset()))
-        if st.catch_up and self.commit_kafka:
-            self._commit_kafka(st.pop_catch_up())
-        if st.due():
-            return self.flush()
-        return 0
+        return self._commit_due()
 
     def _event(self, m: Any) -> Event:
         ts_type, ts = m.timestamp()

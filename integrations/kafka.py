@@ -38,14 +38,13 @@ therefore overridden by the marks; clear them with a new channel.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from fchannel.integrations._drain import drain_target, drain_until_empty, take_and_deliver
 from fchannel.integrations._producer import SyncSpooledProducer
 from fchannel.integrations._records import Route, SpooledRecord, mark_key
-from fchannel.integrations._spool import SpoolerBase, check_topics
+from fchannel.integrations._spool import ThreadSpooler, check_topics
 
 from fchannel.errors import ConfigError
 from fchannel.event import Event
@@ -92,7 +91,7 @@ class _Listener(ConsumerRebalanceListener):
             self._user.on_partitions_assigned(assigned)
 
 
-class KafkaSpooler(SpoolerBase):
+class KafkaSpooler(ThreadSpooler):
     """Polls *consumer* and puts the records into *channel*, exactly once.
 
     - ``channel`` must support marks (:class:`fchannel.FileChannel`).
@@ -131,7 +130,6 @@ class KafkaSpooler(SpoolerBase):
                          max_backoff=max_backoff)
         topics = check_topics(topics, pattern)
         self._new: set = set()    # assigned, not positioned yet (under the state's lock)
-        self._running = threading.Event()
 
         if topics is not None or pattern is not None:
             self._subscribe(topics, pattern, listener)
@@ -202,16 +200,6 @@ class KafkaSpooler(SpoolerBase):
         return moved
 
     # ---- the loop -----------------------------------------------------------------
-    def run(self) -> None:
-        """Spool until :meth:`stop`; commits the batch in hand before returning."""
-        self._running.set()
-        try:
-            while not self._stop.is_set():
-                self.step()
-            self.flush()
-        finally:
-            self._running.clear()
-
     def step(self) -> int:
         """Poll once and commit the batch in hand if it is due. Returns the
         number of events committed to the channel by this step."""
@@ -231,11 +219,7 @@ class KafkaSpooler(SpoolerBase):
                 # no room for a record: fetch it again later
                 st.add_records(tp, recs, self._event,
                                lambda offset, tp=tp: self.consumer.seek(tp, offset))
-        if st.catch_up and self.commit_kafka:
-            self._commit_kafka(st.pop_catch_up())
-        if st.due():
-            return self.flush()
-        return 0
+        return self._commit_due()
 
     def flush(self) -> int:
         """Commit the batch in hand to the channel (with its marks), then its
