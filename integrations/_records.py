@@ -145,6 +145,16 @@ class Route:
                    if self.forward_headers else None)
         return topic, key, part, headers
 
+    def records(self, events: Iterable[Event]) -> list[tuple[str, bytes, bytes | None,
+                                                              int | None, Any, None]]:
+        """``(topic, value, key, partition, headers, timestamp_ms)`` of the
+        record for each event (the timestamp is left to the producer)."""
+        out = []
+        for e in events:
+            topic, key, part, headers = self(e)
+            out.append((topic, e.body, key, part, headers, None))
+        return out
+
 
 # ---- a SpooledProducer's record, stored losslessly as an Event -------------------------
 # Header names of a spooled record (none of them is sent to Kafka as a header).

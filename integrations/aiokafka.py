@@ -244,11 +244,7 @@ class ProducerTarget:
         self.route = Route(topic, **route)
 
     async def __call__(self, events: Iterable[Event]) -> None:
-        recs = []
-        for e in events:
-            topic, key, part, headers = self.route(e)
-            recs.append((topic, e.body, key, part, headers, None))
-        await _send_all(self.producer, recs)
+        await _send_all(self.producer, self.route.records(events))
 
 
 async def drain(channel: Any, target: Any, *, batch_size: int = 100, topic: str | None = None,

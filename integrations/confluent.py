@@ -274,11 +274,7 @@ class ProducerTarget:
         self.timeout = timeout
 
     def __call__(self, events: Iterable[Event]) -> None:
-        recs = []
-        for e in events:
-            topic, key, part, headers = self.route(e)
-            recs.append((topic, e.body, key, part, headers, None))
-        _produce_all(self.producer, recs, self.timeout)
+        _produce_all(self.producer, self.route.records(events), self.timeout)
 
 
 def drain(channel: Any, target: Any, *, batch_size: int = 100, topic: str | None = None,
