@@ -1,9 +1,10 @@
 """The client-neutral half of the kafka-python, confluent-kafka and aiokafka
 spoolers.
 
-:class:`SpoolerBase` holds their common options; :class:`SpoolState` holds the batch in hand and the offset bookkeeping that
-makes a spooler exactly once; the client modules only poll, seek, pause and
-commit offsets with their own calls. Partitions are ``(topic, partition)``
+:class:`SpoolerBase` holds their common options (:class:`ThreadSpooler`
+adds the loop of the two threaded ones); :class:`SpoolState` holds the batch
+in hand and the offset bookkeeping that makes a spooler exactly once; the
+client modules only poll, seek, pause and commit offsets with their own calls. Partitions are ``(topic, partition)``
 tuples here (kafka-python's ``TopicPartition`` is one). The rules:
 
 - each batch and a mark per partition (its next offset) go into the channel
@@ -47,8 +48,8 @@ class SpoolState:
     """The batch in hand of one spooler and what it knows about offsets.
 
     Thread-safe: rebalance callbacks may run on another thread than the
-    spooling loop (they only call :meth:`revoke`, :meth:`assigned` and
-    :meth:`position`)."""
+    spooling loop (they only call :meth:`revoke` and :meth:`position`, or
+    hold :attr:`lock` for state of their own)."""
 
     def __init__(self, channel: Any, batch_size: int, batch_duration: float,
                  max_backoff: float) -> None:
