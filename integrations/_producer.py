@@ -1,5 +1,7 @@
 """The client-neutral part of the kafka-python and confluent-kafka
-``SpooledProducer`` (the aiokafka one has the same shape on asyncio).
+``SpooledProducer`` (:class:`SyncSpooledProducer`); the aiokafka one has the
+same shape on asyncio and shares :class:`SpooledProducerBase`,
+:func:`put_durably` and :func:`decode_records` with it.
 
 ``send`` writes the record into a FileChannel in its own transaction and
 returns once it is committed (fsync'ed; concurrent senders share one
@@ -25,9 +27,16 @@ import threading
 import time
 from typing import Any
 
-from fchannel.integrations._records import spool_event, spooled_record
+from fchannel.integrations._drain import take_and_deliver
+from fchannel.integrations._records import (
+    SpooledRecord,
+    check_batch_size,
+    spool_event,
+    spooled_record,
+)
 
 from fchannel.errors import ChannelError, ChannelFullError, ConfigError
+from fchannel.event import Event
 
 log = logging.getLogger("fchannel.integrations.producer")
 
@@ -36,18 +45,76 @@ def check_producer_options(channel: Any, batch_size: Any, send_timeout: Any,
                            max_backoff: Any) -> None:
     if not hasattr(channel, "transaction"):
         raise ConfigError(f"channel must be a channel (FileChannel), got {channel!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}")
-    cap = getattr(channel, "transaction_capacity", None)
-    if cap is not None and batch_size > cap:
-        raise ConfigError(f"batch_size={batch_size} exceeds the channel's "
-                          f"transaction_capacity={cap}")
+    check_batch_size(batch_size, getattr(channel, "transaction_capacity", None))
     for name, value in (("send_timeout", send_timeout), ("max_backoff", max_backoff)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ConfigError(f"{name} must be a number of seconds >= 0, got {value!r}")
 
 
-class SyncSpooledProducer:
+class SpooledProducerBase:
+    """The options and state every SpooledProducer has (thread or asyncio):
+    checked options, ``stats``, ``last_error``, and the Event of a record."""
+
+    def __init__(self, producer: Any, channel: Any, *, batch_size: int,
+                 send_timeout: float, max_backoff: float, key_serializer: Any,
+                 value_serializer: Any) -> None:
+        check_producer_options(channel, batch_size, send_timeout, max_backoff)
+        self.producer = producer
+        self.channel = channel
+        self.batch_size = batch_size
+        self.send_timeout = float(send_timeout)
+        self.max_backoff = float(max_backoff)
+        self.key_serializer = key_serializer
+        self.value_serializer = value_serializer
+        self._inflight = 0
+        self._oldest: float | None = None   # spool time of the oldest record seen waiting
+        self._closing = False
+        self.last_error: BaseException | None = None
+        self.stats = {"sent": 0, "delivered": 0, "batches": 0, "failed_batches": 0,
+                      "full_waits": 0, "undecodable": 0}
+
+    def _spool_event(self, topic: str, value: Any, key: Any, headers: Any,
+                     partition: int | None, timestamp_ms: int | None) -> Event:
+        """The Event :func:`spool_event` makes of a record, after the
+        ``key_serializer`` / ``value_serializer``."""
+        if self.key_serializer is not None and key is not None:
+            key = self.key_serializer(key)
+        if self.value_serializer is not None and value is not None:
+            value = self.value_serializer(value)
+        return spool_event(topic, value, key, headers, partition, timestamp_ms)
+
+
+def put_durably(channel: Any, event: Event, send_timeout: float,
+                stats: dict[str, int]) -> None:
+    """Put *event* into *channel* in its own transaction (blocking), retrying
+    while the channel is full; ChannelFullError after *send_timeout* seconds."""
+    deadline = time.monotonic() + send_timeout
+    while True:
+        try:
+            with channel.transaction() as tx:
+                tx.put(event)
+            return
+        except ChannelFullError:
+            stats["full_waits"] += 1
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+
+
+def decode_records(events: list[Event], stats: dict[str, int]) -> list[SpooledRecord]:
+    """The records a take holds; an event that is not one can never be sent:
+    it is counted (``undecodable``), logged and dropped."""
+    records = []
+    for e in events:
+        try:
+            records.append(spooled_record(e))
+        except (ValueError, KeyError) as exc:
+            stats["undecodable"] += 1
+            log.error("dropping an event that is not a spooled record (%s): %r", exc, e)
+    return records
+
+
+class SyncSpooledProducer(SpooledProducerBase):
     """A producer whose ``send`` is durable before it returns.
 
     - *channel*: a :class:`fchannel.FileChannel` used only by this producer
@@ -64,23 +131,12 @@ class SyncSpooledProducer:
                  send_timeout: float = 60.0, max_backoff: float = 2.0,
                  key_serializer: Any = None, value_serializer: Any = None,
                  start: bool = True) -> None:
-        check_producer_options(channel, batch_size, send_timeout, max_backoff)
-        self.producer = producer
-        self.channel = channel
-        self.batch_size = batch_size
-        self.send_timeout = float(send_timeout)
-        self.max_backoff = float(max_backoff)
-        self.key_serializer = key_serializer
-        self.value_serializer = value_serializer
+        super().__init__(producer, channel, batch_size=batch_size,
+                         send_timeout=send_timeout, max_backoff=max_backoff,
+                         key_serializer=key_serializer, value_serializer=value_serializer)
         self._cond = threading.Condition()
         self._busy = False             # the drainer holds a take (in flight)
-        self._inflight = 0
-        self._oldest: float | None = None   # spool time of the oldest record seen waiting
-        self._closing = False
         self._closed = False
-        self.last_error: BaseException | None = None
-        self.stats = {"sent": 0, "delivered": 0, "batches": 0, "failed_batches": 0,
-                      "full_waits": 0, "undecodable": 0}
         self._thread = threading.Thread(target=self._drain_loop, daemon=True,
                                         name=f"spooled-producer-{getattr(channel, 'name', '')}")
         if start:
@@ -94,22 +150,8 @@ class SyncSpooledProducer:
         ``send_timeout`` seconds, ValueError/TypeError for a bad field."""
         if self._closing:
             raise ChannelError("this SpooledProducer is closed")
-        if self.key_serializer is not None and key is not None:
-            key = self.key_serializer(key)
-        if self.value_serializer is not None and value is not None:
-            value = self.value_serializer(value)
-        event = spool_event(topic, value, key, headers, partition, timestamp_ms)
-        deadline = time.monotonic() + self.send_timeout
-        while True:
-            try:
-                with self.channel.transaction() as tx:
-                    tx.put(event)
-                break
-            except ChannelFullError:
-                self.stats["full_waits"] += 1
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        event = self._spool_event(topic, value, key, headers, partition, timestamp_ms)
+        put_durably(self.channel, event, self.send_timeout, self.stats)
         with self._cond:
             self.stats["sent"] += 1
             self._cond.notify_all()
@@ -212,35 +254,19 @@ class SyncSpooledProducer:
                     self._cond.wait(backoff)
 
     def _drain_once(self) -> int:
-        tx = self.channel.transaction()
-        tx.begin()
-        try:
-            events = tx.take_batch(self.batch_size)
-            if not events:
-                tx.commit()
-                return 0
-            records = []
-            for e in events:
-                try:
-                    records.append(spooled_record(e))
-                except (ValueError, KeyError) as exc:
-                    # not written by a SpooledProducer: it can never be sent
-                    self.stats["undecodable"] += 1
-                    log.error("dropping an event that is not a spooled record (%s): %r",
-                              exc, e)
+        records: list[SpooledRecord] = []
+
+        def deliver(events: list[Event]) -> None:
+            records.extend(decode_records(events, self.stats))
             with self._cond:
                 self._inflight = len(events)
                 if records:
                     self._oldest = records[0].spooled_at
             if records:
                 self._deliver(records)
-            tx.commit()
-        except BaseException:
-            if tx.state == "OPEN":
-                tx.rollback()
-            raise
-        finally:
-            tx.close()
-        self.stats["delivered"] += len(records)
-        self.stats["batches"] += 1
-        return len(events)
+
+        taken = take_and_deliver(self.channel, self.batch_size, deliver)
+        if taken:
+            self.stats["delivered"] += len(records)
+            self.stats["batches"] += 1
+        return taken

@@ -16,6 +16,28 @@ def mark_key(topic: str, partition: int) -> str:
     return f"{MARK_PREFIX}:{topic}:{partition}"
 
 
+def check_batch_size(batch_size: Any, capacity: int | None, who: str = "") -> None:
+    """ConfigError unless *batch_size* is a positive int within the channel's
+    transaction *capacity* (None: unknown); *who* prefixes the message."""
+    from fchannel.errors import ConfigError
+    prefix = f"{who}: " if who else ""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"{prefix}batch_size must be a positive int, got {batch_size!r}")
+    if capacity is not None and batch_size > capacity:
+        raise ConfigError(f"{prefix}batch_size={batch_size} exceeds the channel's "
+                          f"transaction_capacity={capacity}")
+
+
+def header_key(h: Any, key_header: str | None = "key") -> bytes | None:
+    """The record key an event's headers *h* carry: the *key_header* header
+    (UTF-8), or for ``key`` the ``key_base64`` one (a key that was not UTF-8)."""
+    if key_header and h.get(key_header) is not None:
+        return h[key_header].encode("utf-8")
+    if key_header == "key" and h.get("key_base64") is not None:
+        return base64.b64decode(h["key_base64"])
+    return None
+
+
 def record_event(*, topic: str, partition: int, offset: int, timestamp_ms: int | None,
                  key: Any, value: Any, headers: Iterable[tuple[Any, Any]] | None = None,
                  topic_header: str | None = "topic",
@@ -110,11 +132,7 @@ class Route:
         if not topic:
             raise ConfigError(f"event has no {self.topic_header!r} header and no "
                               "default topic is set")
-        key = None
-        if self.key_header and h.get(self.key_header) is not None:
-            key = h[self.key_header].encode("utf-8")
-        elif self.key_header == "key" and h.get("key_base64") is not None:
-            key = base64.b64decode(h["key_base64"])
+        key = header_key(h, self.key_header)
         part = self.default_partition
         if self.partition_header and h.get(self.partition_header) is not None:
             raw = h[self.partition_header]
@@ -126,6 +144,16 @@ class Route:
         headers = ([(k, v.encode("utf-8")) for k, v in h.items()]
                    if self.forward_headers else None)
         return topic, key, part, headers
+
+    def records(self, events: Iterable[Event]) -> list[tuple[str, bytes, bytes | None,
+                                                              int | None, Any, None]]:
+        """``(topic, value, key, partition, headers, timestamp_ms)`` of the
+        record for each event (the timestamp is left to the producer)."""
+        out = []
+        for e in events:
+            topic, key, part, headers = self(e)
+            out.append((topic, e.body, key, part, headers, None))
+        return out
 
 
 # ---- a SpooledProducer's record, stored losslessly as an Event -------------------------

@@ -1,10 +1,11 @@
-"""The client-neutral half of the confluent-kafka and aiokafka spoolers.
+"""The client-neutral half of the kafka-python, confluent-kafka and aiokafka
+spoolers.
 
-:class:`SpoolState` holds the batch in hand and the offset bookkeeping that
-makes a spooler exactly once; the client modules only poll, seek, pause and
-commit offsets with their own calls. Partitions are ``(topic, partition)``
-tuples here, whatever the client's type for them. The rules are those of
-:class:`fchannel.integrations.kafka.KafkaSpooler`:
+:class:`SpoolerBase` holds their common options (:class:`ThreadSpooler`
+adds the loop of the two threaded ones); :class:`SpoolState` holds the batch
+in hand and the offset bookkeeping that makes a spooler exactly once; the
+client modules only poll, seek, pause and commit offsets with their own calls. Partitions are ``(topic, partition)``
+tuples here (kafka-python's ``TopicPartition`` is one). The rules:
 
 - each batch and a mark per partition (its next offset) go into the channel
   in one commit (:meth:`SpoolState.commit`); offsets go to Kafka after it;
@@ -19,10 +20,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from fchannel.integrations._records import mark_key
+from fchannel.integrations._records import check_batch_size, mark_key, record_event
 
 from fchannel.errors import ChannelFullError, ConfigError
 from fchannel.event import Event
@@ -37,12 +38,7 @@ def check_options(channel: Any, batch_size: Any, **seconds: Any) -> None:
     if not hasattr(channel, "marks"):
         raise ConfigError(f"{type(channel).__name__} has no marks; a Kafka spooler "
                           "needs a FileChannel to spool exactly once")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}")
-    cap = getattr(channel, "transaction_capacity", None)
-    if cap is not None and batch_size > cap:
-        raise ConfigError(f"batch_size={batch_size} exceeds the channel's "
-                          f"transaction_capacity={cap}")
+    check_batch_size(batch_size, getattr(channel, "transaction_capacity", None))
     for name, value in seconds.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
@@ -52,8 +48,8 @@ class SpoolState:
     """The batch in hand of one spooler and what it knows about offsets.
 
     Thread-safe: rebalance callbacks may run on another thread than the
-    spooling loop (they only call :meth:`revoke`, :meth:`assigned` and
-    :meth:`position`)."""
+    spooling loop (they only call :meth:`revoke` and :meth:`position`, or
+    hold :attr:`lock` for state of their own)."""
 
     def __init__(self, channel: Any, batch_size: int, batch_duration: float,
                  max_backoff: float) -> None:
@@ -200,8 +196,128 @@ class SpoolState:
         self.backoff = min(self.max_backoff, max(0.01, self.backoff * 2))
         self.retry_at = now + self.backoff
 
+    def add_records(self, tp: TP, records: Iterable[Any], make: Callable[[Any], Event],
+                    seek: Callable[[int], None]) -> None:
+        """:meth:`add` polled *records* (with an ``offset``) of partition *tp*;
+        at the first without room, ``seek(offset)`` so it is fetched again."""
+        for r in records:
+            if not self.add(tp, r.offset, lambda r=r: make(r)):
+                seek(r.offset)
+                return
+
     def pop_catch_up(self) -> dict[TP, int]:
         with self.lock:
             owed = dict(self.catch_up)
             self.catch_up.clear()
         return owed
+
+
+def check_topics(topics: Sequence[str] | str | None, pattern: str | None) -> list[str] | None:
+    """The topics to subscribe to (one str is one topic); ConfigError for both
+    topics and a pattern."""
+    if topics is not None and pattern is not None:
+        raise ConfigError("give topics or pattern, not both")
+    if isinstance(topics, str):
+        return [topics]
+    return None if topics is None else list(topics)
+
+
+class SpoolerBase:
+    """The options every spooler takes, checked, and its :class:`SpoolState`.
+
+    ``batch_size``, ``batch_duration`` and ``max_backoff`` are the state's
+    (setting one takes effect at the next step)."""
+
+    def __init__(self, consumer: Any, channel: Any, *, batch_size: int,
+                 batch_duration: float, poll_timeout: float, set_topic_header: bool,
+                 topic_header: str, copy_headers: bool, commit_kafka: bool,
+                 max_backoff: float) -> None:
+        check_options(channel, batch_size, batch_duration=batch_duration,
+                      poll_timeout=poll_timeout, max_backoff=max_backoff)
+        self.consumer = consumer
+        self.channel = channel
+        self.poll_timeout = float(poll_timeout)
+        self.set_topic_header = set_topic_header
+        self.topic_header = topic_header
+        self.copy_headers = copy_headers
+        self.commit_kafka = commit_kafka
+        self._state = SpoolState(channel, batch_size, batch_duration, max_backoff)
+        self.stats = self._state.stats
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """Ask ``run()`` to finish its batch and return (thread-safe; returns
+        at once; ``run()`` returns within about ``poll_timeout`` plus one
+        commit)."""
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def batch_size(self) -> int:
+        return self._state.batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        self._state.batch_size = value
+
+    @property
+    def batch_duration(self) -> float:
+        return self._state.batch_duration
+
+    @batch_duration.setter
+    def batch_duration(self, value: float) -> None:
+        self._state.batch_duration = float(value)
+
+    @property
+    def max_backoff(self) -> float:
+        return self._state.max_backoff
+
+    @max_backoff.setter
+    def max_backoff(self, value: float) -> None:
+        self._state.max_backoff = float(value)
+
+    def _event(self, r: Any) -> Event:
+        """The Event of a kafka-python / aiokafka ``ConsumerRecord``."""
+        return record_event(topic=r.topic, partition=r.partition, offset=r.offset,
+                            timestamp_ms=r.timestamp, key=r.key, value=r.value,
+                            headers=r.headers if self.copy_headers else None,
+                            topic_header=self.topic_header if self.set_topic_header else None,
+                            value_hint="use no value_deserializer")
+
+    def _transform(self, events: list) -> list:
+        """The events of a batch as they go into the channel (a hook)."""
+        return events
+
+
+class ThreadSpooler(SpoolerBase):
+    """A spooler driven by a thread (kafka-python, confluent-kafka): the
+    client module gives ``step()`` (one poll), ``flush()`` and
+    ``_commit_kafka()``."""
+
+    def run(self) -> None:
+        """Spool until :meth:`stop`; commits the batch in hand before returning."""
+        while not self._stop.is_set():
+            self.step()
+        self.flush()
+
+    def step(self) -> int:   # pragma: no cover - per client
+        raise NotImplementedError
+
+    def flush(self) -> int:   # pragma: no cover - per client
+        raise NotImplementedError
+
+    def _commit_kafka(self, offsets: dict) -> None:   # pragma: no cover - per client
+        raise NotImplementedError
+
+    def _commit_due(self) -> int:
+        """After a poll: the Kafka commits owed since a restart, then the
+        batch in hand if it is due. Returns the events committed."""
+        st = self._state
+        if st.catch_up and self.commit_kafka:
+            self._commit_kafka(st.pop_catch_up())
+        if st.due():
+            return self.flush()
+        return 0

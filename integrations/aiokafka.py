@@ -24,19 +24,13 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
-from fchannel.integrations._producer import check_producer_options
-from fchannel.integrations._records import (
-    Route,
-    SpooledRecord,
-    mark_key,
-    record_event,
-    spool_event,
-    spooled_record,
-)
-from fchannel.integrations._spool import SpoolState, check_options
+from fchannel.integrations._drain import drain_target
+from fchannel.integrations._producer import SpooledProducerBase, decode_records, put_durably
+from fchannel.integrations._records import Route, mark_key
+from fchannel.integrations._spool import SpoolerBase, check_topics
 
 from fchannel.aio import atransaction
-from fchannel.errors import ChannelError, ChannelFullError, ConfigError
+from fchannel.errors import ChannelError, ConfigError
 from fchannel.event import Event
 
 try:
@@ -69,7 +63,7 @@ class _Listener(ConsumerRebalanceListener):
             await self._user.on_partitions_assigned(assigned)
 
 
-class AioKafkaSpooler:
+class AioKafkaSpooler(SpoolerBase):
     """Fetches with *consumer* (an ``AIOKafkaConsumer`` with
     ``enable_auto_commit=False``, started before :meth:`run`) into *channel*,
     exactly once.
@@ -93,32 +87,22 @@ class AioKafkaSpooler:
                  set_topic_header: bool = True, topic_header: str = "topic",
                  copy_headers: bool = True, commit_kafka: bool = True,
                  max_backoff: float = 1.0, executor: Executor | None = None) -> None:
-        check_options(channel, batch_size, batch_duration=batch_duration,
-                      poll_timeout=poll_timeout, max_backoff=max_backoff)
-        if topics is not None and pattern is not None:
-            raise ConfigError("give topics or pattern, not both")
-        if isinstance(topics, str):
-            topics = [topics]
-        self.consumer = consumer
-        self.channel = channel
-        self.poll_timeout = float(poll_timeout)
-        self.set_topic_header = set_topic_header
-        self.topic_header = topic_header
-        self.copy_headers = copy_headers
-        self.commit_kafka = commit_kafka
+        super().__init__(consumer, channel, batch_size=batch_size,
+                         batch_duration=batch_duration, poll_timeout=poll_timeout,
+                         set_topic_header=set_topic_header, topic_header=topic_header,
+                         copy_headers=copy_headers, commit_kafka=commit_kafka,
+                         max_backoff=max_backoff)
+        topics = check_topics(topics, pattern)
         self.executor = executor
-        self._state = SpoolState(channel, batch_size, batch_duration, max_backoff)
-        self.stats = self._state.stats
         self._commit_lock = asyncio.Lock()
         self._paused = False
-        self._stop = False
         self._manual: set | None = None
         if topics is not None or pattern is not None:
             lst = _Listener(self, listener)
             if pattern is not None:
                 consumer.subscribe(pattern=pattern, listener=lst)
             else:
-                consumer.subscribe(topics=list(topics), listener=lst)  # type: ignore[arg-type]
+                consumer.subscribe(topics=topics, listener=lst)
         elif consumer.subscription():
             consumer.subscribe(topics=sorted(consumer.subscription()),
                                listener=_Listener(self, listener))
@@ -158,17 +142,9 @@ class AioKafkaSpooler:
     # ---- the loop -------------------------------------------------------------------
     async def run(self) -> None:
         """Spool until :meth:`stop`; commits the batch in hand before returning."""
-        while not self._stop:
+        while not self._stop.is_set():
             await self.step()
         await self.flush()
-
-    def stop(self) -> None:
-        """Ask :meth:`run` to finish its batch and return."""
-        self._stop = True
-
-    @property
-    def stopped(self) -> bool:
-        return self._stop
 
     async def step(self) -> int:
         """Fetch once and commit the batch in hand if it is due. Returns the
@@ -183,23 +159,14 @@ class AioKafkaSpooler:
         data = await self.consumer.getmany(
             timeout_ms=int(st.wait_hint(self.poll_timeout) * 1000), max_records=max(room, 1))
         for tp, recs in data.items():
-            key = (tp.topic, tp.partition)
-            for r in recs:
-                if not st.add(key, r.offset, lambda r=r: self._event(r)):
-                    self.consumer.seek(tp, r.offset)   # no room: fetch it again later
-                    break
+            # no room for a record: fetch it again later
+            st.add_records((tp.topic, tp.partition), recs, self._event,
+                           lambda offset, tp=tp: self.consumer.seek(tp, offset))
         if st.catch_up and self.commit_kafka:
             await self._commit_kafka(st.pop_catch_up())
         if st.due():
             return await self.flush()
         return 0
-
-    def _event(self, r: Any) -> Event:
-        return record_event(topic=r.topic, partition=r.partition, offset=r.offset,
-                            timestamp_ms=r.timestamp, key=r.key, value=r.value,
-                            headers=r.headers if self.copy_headers else None,
-                            topic_header=self.topic_header if self.set_topic_header else None,
-                            value_hint="use no value_deserializer")
 
     async def flush(self) -> int:
         """Commit the batch in hand to the channel (with its marks; in the
@@ -207,7 +174,8 @@ class AioKafkaSpooler:
         committed (0 when the channel is full; the batch stays in hand)."""
         loop = asyncio.get_running_loop()
         async with self._commit_lock:
-            done = await loop.run_in_executor(self.executor, self._state.commit, None)
+            done = await loop.run_in_executor(self.executor, self._state.commit,
+                                              self._transform)
         if done is None:
             return 0
         n, offsets = done
@@ -276,11 +244,7 @@ class ProducerTarget:
         self.route = Route(topic, **route)
 
     async def __call__(self, events: Iterable[Event]) -> None:
-        recs = []
-        for e in events:
-            topic, key, part, headers = self.route(e)
-            recs.append((topic, e.body, key, part, headers, None))
-        await _send_all(self.producer, recs)
+        await _send_all(self.producer, self.route.records(events))
 
 
 async def drain(channel: Any, target: Any, *, batch_size: int = 100, topic: str | None = None,
@@ -291,13 +255,9 @@ async def drain(channel: Any, target: Any, *, batch_size: int = 100, topic: str 
     every send was acknowledged; on any error it is rolled back and the error
     raised. The channel's blocking calls run in *executor*. Returns the number
     of events delivered."""
-    if isinstance(target, AIOKafkaProducer):
-        target = ProducerTarget(target, topic, **target_options)
-    elif topic is not None or target_options:
-        raise ConfigError("topic and target options apply only to an AIOKafkaProducer target")
-    if not callable(target):
-        raise ConfigError(f"target must be an async callable or an AIOKafkaProducer, "
-                          f"got {target!r}")
+    target = drain_target(target, topic, target_options, AIOKafkaProducer, ProducerTarget,
+                          "an AIOKafkaProducer", "an AIOKafkaProducer",
+                          "an async callable")
     async with atransaction(channel, executor) as tx:
         events = await tx.take_batch(batch_size)
         if events:
@@ -318,7 +278,7 @@ async def drain_all(channel: Any, target: Any, *, batch_size: int = 100,
 
 
 # ---- a producer that never drops a record ---------------------------------------------
-class SpooledProducer:
+class SpooledProducer(SpooledProducerBase):
     """``await send(...)`` returns once the record is on disk in *channel*; a
     background task hands the records in order to *producer* (a started
     ``AIOKafkaProducer`` with ``acks="all"``) and commits each take only after
@@ -343,7 +303,9 @@ class SpooledProducer:
                  key_serializer: Any = None, value_serializer: Any = None,
                  executor: Executor | None = None, require_acks_all: bool = True,
                  delivery_timeout: float = 120.0) -> None:
-        check_producer_options(channel, batch_size, send_timeout, max_backoff)
+        super().__init__(producer, channel, batch_size=batch_size,
+                         send_timeout=send_timeout, max_backoff=max_backoff,
+                         key_serializer=key_serializer, value_serializer=value_serializer)
         if isinstance(delivery_timeout, bool) or not isinstance(delivery_timeout, (int, float)) \
                 or delivery_timeout <= 0:
             raise ConfigError(f"delivery_timeout must be a positive number of seconds, got "
@@ -353,23 +315,10 @@ class SpooledProducer:
         if require_acks_all and acks is not None and acks not in (-1, "all"):
             raise ConfigError(f"the AIOKafkaProducer has acks={acks!r}; use acks='all': the "
                               "channel forgets a record once the broker acknowledged it")
-        self.producer = producer
-        self.channel = channel
-        self.batch_size = batch_size
-        self.send_timeout = float(send_timeout)
-        self.max_backoff = float(max_backoff)
-        self.key_serializer = key_serializer
-        self.value_serializer = value_serializer
         self.executor = executor
         self._task: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
-        self._inflight = 0
-        self._oldest: float | None = None
-        self._closing = False
-        self.last_error: BaseException | None = None
-        self.stats = {"sent": 0, "delivered": 0, "batches": 0, "failed_batches": 0,
-                      "full_waits": 0, "undecodable": 0}
 
     async def start(self) -> None:
         """Start the background delivery task (once)."""
@@ -386,19 +335,6 @@ class SpooledProducer:
         await self.stop()
 
     # ---- the sending side -------------------------------------------------------------
-    def _put(self, event: Event) -> None:
-        deadline = time.monotonic() + self.send_timeout
-        while True:
-            try:
-                with self.channel.transaction() as tx:
-                    tx.put(event)
-                return
-            except ChannelFullError:
-                self.stats["full_waits"] += 1
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
-
     async def send(self, topic: str, value: Any = None, key: Any = None,
                    partition: int | None = None, timestamp_ms: int | None = None,
                    headers: Any = None) -> None:
@@ -408,12 +344,9 @@ class SpooledProducer:
         channel, ValueError/TypeError for a bad field."""
         if self._closing:
             raise ChannelError("this SpooledProducer is stopped")
-        if self.key_serializer is not None and key is not None:
-            key = self.key_serializer(key)
-        if self.value_serializer is not None and value is not None:
-            value = self.value_serializer(value)
-        event = spool_event(topic, value, key, headers, partition, timestamp_ms)
-        await asyncio.get_running_loop().run_in_executor(self.executor, self._put, event)
+        event = self._spool_event(topic, value, key, headers, partition, timestamp_ms)
+        await asyncio.get_running_loop().run_in_executor(
+            self.executor, put_durably, self.channel, event, self.send_timeout, self.stats)
         self.stats["sent"] += 1
         if self._wake is not None:
             self._wake.set()
@@ -505,14 +438,7 @@ class SpooledProducer:
                 events = await tx.take_batch(self.batch_size)
                 if not events:
                     return 0
-                records: list[SpooledRecord] = []
-                for e in events:
-                    try:
-                        records.append(spooled_record(e))
-                    except (ValueError, KeyError) as exc:
-                        self.stats["undecodable"] += 1
-                        log.error("dropping an event that is not a spooled record (%s): %r",
-                                  exc, e)
+                records = decode_records(events, self.stats)
                 self._inflight = len(events)
                 if records:
                     self._oldest = records[0].spooled_at

@@ -20,14 +20,14 @@ is on disk and delivers in the background.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from fchannel.integrations._drain import drain_target, drain_until_empty, take_and_deliver
 from fchannel.integrations._producer import SyncSpooledProducer
 from fchannel.integrations._records import Route, SpooledRecord, mark_key, record_event
-from fchannel.integrations._spool import SpoolState, check_options
+from fchannel.integrations._spool import ThreadSpooler, check_topics
 
 from fchannel.errors import ConfigError
 from fchannel.event import Event
@@ -50,7 +50,7 @@ __all__ = ["ConfluentSpooler", "ProducerTarget", "SpooledProducer", "drain", "dr
 log = logging.getLogger(__name__)
 
 
-class ConfluentSpooler:
+class ConfluentSpooler(ThreadSpooler):
     """Consumes with *consumer* (a ``confluent_kafka.Consumer`` with
     ``enable.auto.commit = false``) into *channel*, exactly once.
 
@@ -82,28 +82,18 @@ class ConfluentSpooler:
                  set_topic_header: bool = True, topic_header: str = "topic",
                  copy_headers: bool = True, commit_kafka: bool = True,
                  max_backoff: float = 1.0) -> None:
-        check_options(channel, batch_size, batch_duration=batch_duration,
-                      poll_timeout=poll_timeout, max_backoff=max_backoff)
-        if topics is not None and pattern is not None:
-            raise ConfigError("give topics or pattern, not both")
-        if isinstance(topics, str):
-            topics = [topics]
-        self.consumer = consumer
-        self.channel = channel
-        self.poll_timeout = float(poll_timeout)
-        self.set_topic_header = set_topic_header
-        self.topic_header = topic_header
-        self.copy_headers = copy_headers
-        self.commit_kafka = commit_kafka
+        super().__init__(consumer, channel, batch_size=batch_size,
+                         batch_duration=batch_duration, poll_timeout=poll_timeout,
+                         set_topic_header=set_topic_header, topic_header=topic_header,
+                         copy_headers=copy_headers, commit_kafka=commit_kafka,
+                         max_backoff=max_backoff)
+        topics = check_topics(topics, pattern)
         self._user_assign = on_assign
         self._user_revoke = on_revoke
-        self._state = SpoolState(channel, batch_size, batch_duration, max_backoff)
-        self.stats = self._state.stats
         self._paused = False
-        self._stop = threading.Event()
         if topics is not None or pattern is not None:
             if topics is not None:
-                subs = list(topics)
+                subs = topics
             else:
                 assert pattern is not None
                 subs = [pattern if pattern.startswith("^") else "^" + pattern]
@@ -156,20 +146,6 @@ class ConfluentSpooler:
         self._on_revoke(consumer, partitions)
 
     # ---- the loop -------------------------------------------------------------------
-    def run(self) -> None:
-        """Spool until :meth:`stop`; commits the batch in hand before returning."""
-        while not self._stop.is_set():
-            self.step()
-        self.flush()
-
-    def stop(self) -> None:
-        """Ask :meth:`run` to finish its batch and return (thread-safe)."""
-        self._stop.set()
-
-    @property
-    def stopped(self) -> bool:
-        return self._stop.is_set()
-
     def step(self) -> int:
         """Consume once and commit the batch in hand if it is due. Returns the
         number of events committed to the channel by this step."""
@@ -192,11 +168,7 @@ class ConfluentSpooler:
             if not st.add(tp, m.offset(), lambda m=m: self._event(m)):
                 # no room in the batch in hand: fetch it again later
                 self.consumer.seek(TopicPartition(tp[0], tp[1], m.offset()))
-        if st.catch_up and self.commit_kafka:
-            self._commit_kafka(st.pop_catch_up())
-        if st.due():
-            return self.flush()
-        return 0
+        return self._commit_due()
 
     def _event(self, m: Any) -> Event:
         ts_type, ts = m.timestamp()
@@ -206,9 +178,6 @@ class ConfluentSpooler:
                             headers=m.headers() if self.copy_headers else None,
                             topic_header=self.topic_header if self.set_topic_header else None,
                             value_hint="use a plain Consumer, not a DeserializingConsumer")
-
-    def _transform(self, events: list) -> list:
-        return events
 
     def flush(self) -> int:
         """Commit the batch in hand to the channel (with its marks), then its
@@ -305,11 +274,7 @@ class ProducerTarget:
         self.timeout = timeout
 
     def __call__(self, events: Iterable[Event]) -> None:
-        recs = []
-        for e in events:
-            topic, key, part, headers = self.route(e)
-            recs.append((topic, e.body, key, part, headers, None))
-        _produce_all(self.producer, recs, self.timeout)
+        _produce_all(self.producer, self.route.records(events), self.timeout)
 
 
 def drain(channel: Any, target: Any, *, batch_size: int = 100, topic: str | None = None,
@@ -321,30 +286,16 @@ def drain(channel: Any, target: Any, *, batch_size: int = 100, topic: str | None
     rolled back (the events return to the head of the channel, in order) and
     the error raised. Returns the number of events delivered. At least once:
     a crash after delivery but before the commit delivers the batch again."""
-    if isinstance(target, Producer):
-        target = ProducerTarget(target, topic, **target_options)
-    elif topic is not None or target_options:
-        raise ConfigError("topic and target options apply only to a Producer target")
-    if not callable(target):
-        raise ConfigError(f"target must be callable or a confluent_kafka.Producer, "
-                          f"got {target!r}")
-    with channel.transaction() as tx:
-        events = tx.take_batch(batch_size)
-        if events:
-            target(events)
-    return len(events)
+    deliver = drain_target(target, topic, target_options, Producer, ProducerTarget,
+                           "a Producer", "a confluent_kafka.Producer")
+    return take_and_deliver(channel, batch_size, deliver)
 
 
 def drain_all(channel: Any, target: Any, *, batch_size: int = 100,
               stop: Callable[[], bool] | None = None, **kw: Any) -> int:
     """Call :func:`drain` until the channel is empty (or *stop* returns true)."""
-    total = 0
-    while stop is None or not stop():
-        n = drain(channel, target, batch_size=batch_size, **kw)
-        total += n
-        if n == 0:
-            break
-    return total
+    return drain_until_empty(lambda: drain(channel, target, batch_size=batch_size, **kw),
+                             stop)
 
 
 # ---- a producer that never drops a record ---------------------------------------------

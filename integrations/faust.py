@@ -67,7 +67,6 @@ committed offset, which can be behind what the old owner stored).
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import inspect
 import logging
@@ -75,7 +74,13 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from fchannel.integrations._records import MARK_PREFIX, mark_key, record_event
+from fchannel.integrations._records import (
+    MARK_PREFIX,
+    check_batch_size,
+    header_key,
+    mark_key,
+    record_event,
+)
 
 from fchannel.errors import ConfigError
 from fchannel.event import Event
@@ -161,14 +166,10 @@ async def _wait(event: asyncio.Event, timeout: float) -> None:
 def _check_channel(channel: Any, batch_size: int, who: str) -> None:
     if not hasattr(channel, "atransaction"):
         raise ConfigError(f"{who}: channel {type(channel).__name__} has no atransaction()")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"{who}: batch_size must be a positive int, got {batch_size!r}")
     cap = getattr(channel, "transaction_capacity", None)
     if cap is None:
         cap = getattr(channel, "_transaction_capacity", None)
-    if cap is not None and batch_size > cap:
-        raise ConfigError(f"{who}: batch_size={batch_size} exceeds the channel's "
-                          f"transaction_capacity={cap}")
+    check_batch_size(batch_size, cap, who)
 
 
 class FaustSpool:
@@ -464,15 +465,10 @@ class TopicSink:
         futures = []
         for e in events:
             h = e.headers
-            key: bytes | None = None
-            if "key" in h:
-                key = h["key"].encode("utf-8")
-            elif "key_base64" in h:
-                key = base64.b64decode(h["key_base64"])
             headers = [(k, v.encode("utf-8")) for k, v in h.items()] \
                 if self.copy_headers else None
             futures.append(await self.topic.send(
-                key=key, value=e.body, headers=headers, force=True,
+                key=header_key(h), value=e.body, headers=headers, force=True,
                 key_serializer="raw", value_serializer="raw"))
         await self.topic.app.producer.flush()
         await asyncio.gather(*futures)

@@ -38,15 +38,15 @@ therefore overridden by the marks; clear them with a new channel.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from fchannel.integrations._drain import drain_target, drain_until_empty, take_and_deliver
 from fchannel.integrations._producer import SyncSpooledProducer
-from fchannel.integrations._records import Route, SpooledRecord, mark_key, record_event
+from fchannel.integrations._records import Route, SpooledRecord, mark_key
+from fchannel.integrations._spool import ThreadSpooler, check_topics
 
-from fchannel.errors import ChannelFullError, ConfigError
+from fchannel.errors import ConfigError
 from fchannel.event import Event
 
 try:
@@ -91,7 +91,7 @@ class _Listener(ConsumerRebalanceListener):
             self._user.on_partitions_assigned(assigned)
 
 
-class KafkaSpooler:
+class KafkaSpooler(ThreadSpooler):
     """Polls *consumer* and puts the records into *channel*, exactly once.
 
     - ``channel`` must support marks (:class:`fchannel.FileChannel`).
@@ -123,47 +123,13 @@ class KafkaSpooler:
                  poll_timeout: float = 0.1, set_topic_header: bool = True,
                  topic_header: str = "topic", copy_headers: bool = True,
                  commit_kafka: bool = True, max_backoff: float = 1.0) -> None:
-        if not hasattr(channel, "marks"):
-            raise ConfigError(f"{type(channel).__name__} has no marks; the Kafka spooler "
-                              "needs a FileChannel to spool exactly once")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}")
-        cap = getattr(channel, "transaction_capacity", None)
-        if cap is not None and batch_size > cap:
-            raise ConfigError(f"batch_size={batch_size} exceeds the channel's "
-                              f"transaction_capacity={cap}")
-        for name, value in (("batch_duration", batch_duration), ("poll_timeout", poll_timeout),
-                            ("max_backoff", max_backoff)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
-        if topics is not None and pattern is not None:
-            raise ConfigError("give topics or pattern, not both")
-        if isinstance(topics, str):
-            topics = [topics]
-        self.consumer = consumer
-        self.channel = channel
-        self.batch_size = batch_size
-        self.batch_duration = float(batch_duration)
-        self.poll_timeout = float(poll_timeout)
-        self.set_topic_header = set_topic_header
-        self.topic_header = topic_header
-        self.copy_headers = copy_headers
-        self.commit_kafka = commit_kafka
-        self.max_backoff = float(max_backoff)
-
-        self._lock = threading.Lock()          # state shared with the rebalance listener
-        self._pending: list[tuple[Any, Event, int]] = []   # (tp, event, offset) in hand
-        self._next: dict[Any, int] = {}        # tp -> next offset expected (filter)
-        self._new: set = set()                 # assigned, not positioned yet
-        self._catch_up: dict[Any, int] = {}    # Kafka commits owed after a restart
-        self._first_at: float | None = None    # when the batch in hand began
-        self._full_since: float | None = None
-        self._backoff = 0.0
-        self._retry_at = 0.0
-        self._stop = threading.Event()
-        self._running = threading.Event()
-        self.stats = {"events": 0, "batches": 0, "duplicates_dropped": 0, "full_waits": 0,
-                      "revoked_dropped": 0, "kafka_commit_failures": 0}
+        super().__init__(consumer, channel, batch_size=batch_size,
+                         batch_duration=batch_duration, poll_timeout=poll_timeout,
+                         set_topic_header=set_topic_header, topic_header=topic_header,
+                         copy_headers=copy_headers, commit_kafka=commit_kafka,
+                         max_backoff=max_backoff)
+        topics = check_topics(topics, pattern)
+        self._new: set = set()    # assigned, not positioned yet (under the state's lock)
 
         if topics is not None or pattern is not None:
             self._subscribe(topics, pattern, listener)
@@ -188,16 +154,9 @@ class KafkaSpooler:
     def _on_revoked(self, revoked: set) -> None:
         # Records in hand from revoked partitions are not in the channel: drop
         # them, and their new owner reads them from the group's offset.
-        with self._lock:
-            before = len(self._pending)
-            self._pending = [p for p in self._pending if p[0] not in revoked]
-            self.stats["revoked_dropped"] += before - len(self._pending)
-            if not self._pending:
-                self._first_at = None
-            for tp in revoked:
-                self._next.pop(tp, None)
-                self._new.discard(tp)
-                self._catch_up.pop(tp, None)
+        self._state.revoke(revoked)
+        with self._state.lock:
+            self._new -= revoked
         if revoked:
             log.info("partitions revoked: %s", sorted(revoked))
 
@@ -205,10 +164,8 @@ class KafkaSpooler:
         # Only note them: the seek happens in the spooling thread (_reconcile)
         # right after the poll that ran this callback, so the consumer is never
         # touched from kafka-python's IO thread.
-        with self._lock:
-            for tp in assigned:
-                self._next.pop(tp, None)
-                self._new.add(tp)
+        with self._state.lock:
+            self._new |= assigned
         if assigned:
             log.info("partitions assigned: %s", sorted(assigned))
 
@@ -218,7 +175,7 @@ class KafkaSpooler:
         member spooled further into its own channel). Returns those
         partitions: records the last poll returned for them came from the
         old position and are dropped (they are fetched again)."""
-        with self._lock:
+        with self._state.lock:
             new = self._new
             self._new = set()
         if not new:
@@ -227,179 +184,59 @@ class KafkaSpooler:
         assignment = self.consumer.assignment()
         moved = set()
         for tp in new:
-            mark = marks.get(mark_key(tp.topic, tp.partition))
-            if mark is None or tp not in assignment:
+            if tp not in assignment:
                 continue
-            try:
-                committed = self.consumer.committed(tp)
-            except KafkaError as exc:
-                log.warning("could not read the committed offset of %s (%s); "
-                            "starting at the channel's mark", tp, exc)
-                committed = None
-            pos = committed if committed is not None and committed > mark else mark
-            self.consumer.seek(tp, pos)
-            with self._lock:
-                self._next[tp] = pos
-                if committed is None or committed < mark:
-                    self._catch_up[tp] = mark   # the crash was between the two commits
-            moved.add(tp)
+            committed = None
+            if mark_key(tp.topic, tp.partition) in marks:
+                try:
+                    committed = self.consumer.committed(tp)
+                except KafkaError as exc:
+                    log.warning("could not read the committed offset of %s (%s); "
+                                "starting at the channel's mark", tp, exc)
+            pos = self._state.position(tp, committed)
+            if pos is not None:
+                self.consumer.seek(tp, pos)
+                moved.add(tp)
         return moved
 
     # ---- the loop -----------------------------------------------------------------
-    def run(self) -> None:
-        """Spool until :meth:`stop`; commits the batch in hand before returning."""
-        self._running.set()
-        try:
-            while not self._stop.is_set():
-                self.step()
-            self.flush()
-        finally:
-            self._running.clear()
-
-    def stop(self) -> None:
-        """Ask :meth:`run` to finish its batch and return (thread-safe; returns
-        at once; :meth:`run` returns within about ``poll_timeout`` plus one
-        commit)."""
-        self._stop.set()
-
-    @property
-    def stopped(self) -> bool:
-        return self._stop.is_set()
-
     def step(self) -> int:
         """Poll once and commit the batch in hand if it is due. Returns the
         number of events committed to the channel by this step."""
-        full = self._full_since is not None
-        if full:
+        st = self._state
+        if st.full:
             assignment = self.consumer.assignment()
             if assignment:
                 self.consumer.pause(*assignment)
-        timeout = self.poll_timeout
-        if full:
-            timeout = max(0.0, min(timeout, self._retry_at - time.monotonic()))
-        with self._lock:
-            room = self.batch_size - len(self._pending)
-        if full or room <= 0:
-            room = 0
         # While the batch in hand waits for room, poll on (paused) to keep the
         # group membership; anything a new assignment still returns is sought
         # back below, never lost.
-        records = self.consumer.poll(timeout_ms=int(timeout * 1000), max_records=max(room, 1))
+        records = self.consumer.poll(timeout_ms=int(st.wait_hint(self.poll_timeout) * 1000),
+                                     max_records=max(st.room(), 1))
         moved = self._reconcile()
-        self._add(records, moved, room)
-        if self._catch_up and self.commit_kafka:
-            self._commit_kafka(self._pop_catch_up())
-        if self._due():
-            return self.flush()
-        return 0
-
-    def _due(self) -> bool:
-        with self._lock:
-            if not self._pending:
-                return False
-            if self._full_since is not None:
-                return time.monotonic() >= self._retry_at
-            if len(self._pending) >= self.batch_size:
-                return True
-            assert self._first_at is not None
-            return time.monotonic() - self._first_at >= self.batch_duration
-
-    def _add(self, records: Mapping[Any, list], moved: set, room: int) -> None:
-        if not records:
-            return
-        with self._lock:
-            for tp, recs in records.items():
-                if tp in moved:
-                    continue
-                nxt = self._next.get(tp)
-                for r in recs:
-                    if nxt is not None and r.offset < nxt:
-                        self.stats["duplicates_dropped"] += 1
-                        continue
-                    if room <= 0:
-                        # no room in the batch in hand: fetch it again later
-                        self.consumer.seek(tp, r.offset)
-                        break
-                    self._pending.append((tp, self._event(r), r.offset))
-                    room -= 1
-                    nxt = r.offset + 1
-                if nxt is not None:
-                    self._next[tp] = nxt
-            if self._pending and self._first_at is None:
-                self._first_at = time.monotonic()
-
-    def _event(self, r: Any) -> Event:
-        return record_event(topic=r.topic, partition=r.partition, offset=r.offset,
-                            timestamp_ms=r.timestamp, key=r.key, value=r.value,
-                            headers=r.headers if self.copy_headers else None,
-                            topic_header=self.topic_header if self.set_topic_header else None,
-                            value_hint="use no value_deserializer")
+        for tp, recs in records.items():
+            if tp not in moved:
+                # no room for a record: fetch it again later
+                st.add_records(tp, recs, self._event,
+                               lambda offset, tp=tp: self.consumer.seek(tp, offset))
+        return self._commit_due()
 
     def flush(self) -> int:
         """Commit the batch in hand to the channel (with its marks), then its
         offsets to Kafka. Returns the number of events committed (0 when the
         channel is full; the batch stays in hand)."""
-        with self._lock:
-            batch = list(self._pending)
-        if not batch:
+        was_full = self._state.full
+        done = self._state.commit(self._transform)
+        if done is None or not done[0]:
             return 0
-        offsets: dict[Any, int] = {}
-        for tp, _e, off in batch:
-            offsets[tp] = off + 1
-        tx = self.channel.transaction()
-        tx.begin()
-        try:
-            events = self._put_events(batch)
-            if events:
-                tx.put_batch(events)
-            for tp, nxt in offsets.items():
-                tx.set_mark(mark_key(tp.topic, tp.partition), nxt)
-            tx.commit()
-        except ChannelFullError:
-            tx.rollback()
-            self._on_full()
-            return 0
-        except BaseException:
-            tx.rollback()
-            raise
-        finally:
-            tx.close()
-        with self._lock:
-            done = {id(p) for p in batch}
-            self._pending = [p for p in self._pending if id(p) not in done]
-            self._first_at = time.monotonic() if self._pending else None
-            for tp in offsets:
-                self._catch_up.pop(tp, None)
-        self.stats["events"] += len(batch)
-        self.stats["batches"] += 1
-        if self._full_since is not None:
-            self._full_since = None
-            self._backoff = 0.0
+        n, offsets = done
+        if was_full:
             assignment = self.consumer.assignment()
             if assignment:
                 self.consumer.resume(*assignment)
         if self.commit_kafka:
             self._commit_kafka(offsets)
-        return len(batch)
-
-    def _put_events(self, batch: list) -> list:
-        return [e for _tp, e, _off in batch]
-
-    def _on_full(self) -> None:
-        now = time.monotonic()
-        if self._full_since is None:
-            self._full_since = now
-            log.warning("channel %s is full; holding %d polled records and retrying",
-                        getattr(self.channel, "name", "?"), len(self._pending))
-        self.stats["full_waits"] += 1
-        self._backoff = min(self.max_backoff, max(0.01, self._backoff * 2))
-        self._retry_at = now + self._backoff
-
-    def _pop_catch_up(self) -> dict:
-        with self._lock:
-            owed = dict(self._catch_up)
-            self._catch_up.clear()
-        return owed
+        return n
 
     def _commit_kafka(self, offsets: Mapping[Any, int]) -> None:
         if not offsets:
@@ -468,30 +305,17 @@ def drain(channel: Any, target: Any, *, batch_size: int = 100, topic: str | None
     empty). At least once: a crash after delivery but before the commit
     delivers the batch again.
     """
-    if isinstance(target, KafkaProducer):
-        target = ProducerTarget(target, topic, **target_options)
-    elif topic is not None or target_options:
-        raise ConfigError("topic and target options apply only to a KafkaProducer target")
-    if not callable(target):
-        raise ConfigError(f"target must be callable or a KafkaProducer, got {target!r}")
-    with channel.transaction() as tx:
-        events = tx.take_batch(batch_size)
-        if events:
-            target(events)
-    return len(events)
+    deliver = drain_target(target, topic, target_options, KafkaProducer, ProducerTarget,
+                           "a KafkaProducer", "a KafkaProducer")
+    return take_and_deliver(channel, batch_size, deliver)
 
 
 def drain_all(channel: Any, target: Any, *, batch_size: int = 100,
               stop: Callable[[], bool] | None = None, **kw: Any) -> int:
     """Call :func:`drain` until the channel is empty (or *stop* returns
     true). Returns the number of events delivered."""
-    total = 0
-    while stop is None or not stop():
-        n = drain(channel, target, batch_size=batch_size, **kw)
-        total += n
-        if n == 0:
-            break
-    return total
+    return drain_until_empty(lambda: drain(channel, target, batch_size=batch_size, **kw),
+                             stop)
 
 
 # ---- a producer that never drops a record ---------------------------------------------

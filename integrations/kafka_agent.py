@@ -64,6 +64,7 @@ import threading
 import time
 from typing import Any
 
+from fchannel.integrations._spool import ThreadSpooler
 from fchannel.integrations.kafka import KafkaSpooler, ProducerTarget
 
 from fchannel.agent.component import BatchSink, EventDrivenSource
@@ -220,11 +221,9 @@ class KafkaSource(EventDrivenSource):
             self._consumer = None
 
 
-class _InterceptingSpooler(KafkaSpooler):
-    """A spooler that runs the source's interceptors on each record's event
-    and counts like a Flume source."""
-
-    _pending: list[tuple[Any, Any, int]]
+class _CountingSpooler(ThreadSpooler):
+    """Mixed in before a client's spooler: it belongs to *source* and counts
+    like a Flume source."""
 
     def __init__(self, source: KafkaSource, *args: Any, **kw: Any) -> None:
         self._source = source
@@ -236,23 +235,32 @@ class _InterceptingSpooler(KafkaSpooler):
         return e
 
     def flush(self) -> int:
-        # interceptors run on the batch in hand, once, just before its commit
-        proc = self._source.channel_processor
-        if proc is not None and proc.interceptors:
-            with self._lock:
-                kept: list[tuple[Any, Any, int]] = []
-                for tp, e, off in self._pending:
-                    out = proc.intercept([e])
-                    kept.append((tp, out[0] if out else None, off))
-                self._pending = kept
         n = super().flush()
         if n:
             self._source.counter.add("EventAcceptedCount", n)
             self._source.counter.add("AppendBatchAcceptedCount")
         return n
 
-    def _put_events(self, batch: list) -> list:
-        return [e for _tp, e, _off in batch if e is not None]
+
+class _InterceptingSpooler(_CountingSpooler, KafkaSpooler):
+    """A spooler that runs the source's interceptors on each record's event
+    and counts like a Flume source."""
+
+    def flush(self) -> int:
+        # interceptors run on the batch in hand, once, just before its commit
+        proc = self._source.channel_processor
+        if proc is not None and proc.interceptors:
+            st = self._state
+            with st.lock:
+                kept: list[tuple[Any, Any, int]] = []
+                for tp, e, off in st.pending:
+                    out = proc.intercept([e])
+                    kept.append((tp, out[0] if out else None, off))
+                st.pending = kept
+        return super().flush()
+
+    def _transform(self, events: list) -> list:
+        return [e for e in events if e is not None]
 
 
 def _confluent_spooler() -> Any:
@@ -260,28 +268,12 @@ def _confluent_spooler() -> Any:
     counters (built on first use: confluent-kafka is optional)."""
     from fchannel.integrations.confluent import ConfluentSpooler
 
-    class _Intercepting(ConfluentSpooler):
-        def __init__(self, source: KafkaSource, *args: Any, **kw: Any) -> None:
-            self._source = source
-            super().__init__(*args, **kw)
-
-        def _event(self, m: Any) -> Any:
-            e = super()._event(m)
-            self._source.counter.add("EventReceivedCount")
-            return e
-
+    class _Intercepting(_CountingSpooler, ConfluentSpooler):
         def _transform(self, events: list) -> list:
             proc = self._source.channel_processor
             if proc is not None and proc.interceptors:
                 return list(proc.intercept(events))
             return events
-
-        def flush(self) -> int:
-            n = super().flush()
-            if n:
-                self._source.counter.add("EventAcceptedCount", n)
-                self._source.counter.add("AppendBatchAcceptedCount")
-            return n
     return _Intercepting
 
 

@@ -42,14 +42,14 @@ opens the channel; the channel must not be open in another process.
 """
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from fchannel.integrations._records import MARK_PREFIX, record_event
+from fchannel.integrations._drain import take_and_deliver
+from fchannel.integrations._records import MARK_PREFIX, header_key, record_event
 
 from fchannel.errors import ChannelError, ChannelFullError, ConfigError
 from fchannel.event import Event
@@ -299,13 +299,8 @@ class FileChannelSource(Source):
 
     def _message(self, event: Event) -> dict[str, Any]:
         h = event.headers
-        key: bytes | None = None
-        if "key" in h:
-            key = h["key"].encode("utf-8")
-        elif "key_base64" in h:
-            key = base64.b64decode(h["key_base64"])
         ts = h.get("timestamp")
-        return {"value": event.body, "key": key,
+        return {"value": event.body, "key": header_key(h),
                 "timestamp": int(ts) if ts is not None and ts.isdigit() else None,
                 "headers": list(h.items()) if self.copy_headers and h else None}
 
@@ -339,21 +334,11 @@ class FileChannelSource(Source):
     def deliver_once(self, channel: Any) -> int:
         """One take transaction: produce its events, flush the producer, commit.
         Returns how many events went out (0: the channel was empty)."""
-        tx = channel.transaction()
-        tx.begin()
-        try:
-            events = tx.take_batch(min(self.batch_size, channel.transaction_capacity))
+        def deliver(events: list[Event]) -> None:
             for e in events:
                 self.produce(**self._message(e))
-            if events:
-                self.flush(self.flush_timeout)     # raises unless all were delivered
-            tx.commit()
-        except BaseException:
-            if tx.state == "OPEN":
-                tx.rollback()
-            raise
-        finally:
-            if tx.state != "CLOSED":
-                tx.close()
-        self.delivered += len(events)
-        return len(events)
+            self.flush(self.flush_timeout)     # raises unless all were delivered
+
+        n = take_and_deliver(channel, min(self.batch_size, channel.transaction_capacity), deliver)
+        self.delivered += n
+        return n

@@ -77,3 +77,57 @@ def test_client_and_topic_problems_are_named(kafka, tmp_path):
     msg = str(info.value)
     assert "kafka.client" in msg and "must be one of kafka, confluent" in msg
     assert "kafka.topic" in msg and "unterminated" in msg
+
+
+@pytest.mark.parametrize("client", ["confluent", "kafka"])
+def test_source_interceptors_and_counters(client, kafka, tmp_path):
+    """The kafka source runs its interceptors on each batch before the
+    channel commit (a static header is set; a regex filter drops records, and
+    their offsets still count as spooled) and counts like Flume's source:
+    every record received and accepted, in at least one batch."""
+    topic = kafka.create_topic("in", partitions=1)
+    n = 30
+    values = [(b"drop-%d" if i % 3 == 0 else b"keep-%d") % i for i in range(n)]
+    kafka.produce(topic, values, partitions=1)
+    text = f"""
+a1.sources = k
+a1.channels = c1
+a1.sources.k.type = kafka
+a1.sources.k.channels = c1
+a1.sources.k.kafka.client = {client}
+a1.sources.k.kafka.bootstrap.servers = {kafka.bootstrap}
+a1.sources.k.kafka.topics = {topic}
+a1.sources.k.kafka.consumer.group.id = {kafka.name("g")}
+a1.sources.k.kafka.consumer.auto.offset.reset = earliest
+a1.sources.k.kafka.consumer.session.timeout.ms = 2000
+a1.sources.k.kafka.consumer.heartbeat.interval.ms = 500
+a1.sources.k.batchSize = 8
+a1.sources.k.batchDurationMillis = 50
+a1.sources.k.interceptors = st f
+a1.sources.k.interceptors.st.type = static
+a1.sources.k.interceptors.st.key = origin
+a1.sources.k.interceptors.st.value = kafka
+a1.sources.k.interceptors.f.type = regex_filter
+a1.sources.k.interceptors.f.regex = ^drop
+a1.sources.k.interceptors.f.excludeEvents = true
+a1.channels.c1.type = file
+a1.channels.c1.checkpointDir = {tmp_path}/ckpt
+a1.channels.c1.dataDirs = {tmp_path}/data
+a1.channels.c1.minimumRequiredSpace = 0
+"""
+    agent = Agent.from_properties(parse_properties(text), "a1")
+    agent.start()
+    try:
+        ch = agent.channels["c1"]
+        wait_for(lambda: sum(ch.marks.values()) == n, 60, interval=0.05,
+                 what="the source to spool every record")
+        counter = agent.sources["k"].counter
+        assert counter.get("EventReceivedCount") == n
+        assert counter.get("EventAcceptedCount") == n
+        assert counter.get("AppendBatchAcceptedCount") >= n // 8
+        with ch.transaction() as tx:
+            got = tx.take_batch(n)
+    finally:
+        agent.stop()
+    assert [e.body for e in got] == [v for v in values if v.startswith(b"keep")]
+    assert all(e.headers["origin"] == "kafka" for e in got)

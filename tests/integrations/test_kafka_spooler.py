@@ -177,7 +177,7 @@ def test_stop_commits_the_batch_in_hand(kafka, tmp_path):
             t = threading.Thread(target=sp.run)
             t.start()
             try:
-                wait_for(lambda: len(sp._pending) == 3, 30, what="3 records in hand")
+                wait_for(lambda: len(sp._state.pending) == 3, 30, what="3 records in hand")
                 assert ch.size == 0
             finally:
                 sp.stop()
