@@ -75,8 +75,9 @@ class SpoolState:
             before = len(self.pending)
             self.pending = [p for p in self.pending if p[0] not in revoked]
             self.stats["revoked_dropped"] += before - len(self.pending)
-            if not self.pending:
+            if not self.pending:   # nothing held: nothing waits for room any more
                 self.first_at = None
+                self._not_full()
             for tp in revoked:
                 self.next.pop(tp, None)
                 self.catch_up.pop(tp, None)
@@ -150,6 +151,7 @@ class SpoolState:
         with self.lock:
             batch = list(self.pending)
         if not batch:
+            self._not_full()
             return 0, {}
         offsets: dict[TP, int] = {}
         for tp, _e, off in batch:
@@ -182,9 +184,12 @@ class SpoolState:
                 self.catch_up.pop(tp, None)
             self.stats["events"] += len(batch)
             self.stats["batches"] += 1
+        self._not_full()
+        return len(batch), offsets
+
+    def _not_full(self) -> None:
         self.full_since = None
         self.backoff = 0.0
-        return len(batch), offsets
 
     def _on_full(self) -> None:
         now = time.monotonic()
