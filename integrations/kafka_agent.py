@@ -242,39 +242,30 @@ class _CountingSpooler(ThreadSpooler):
         return n
 
 
-class _InterceptingSpooler(_CountingSpooler, KafkaSpooler):
-    """A spooler that runs the source's interceptors on each record's event
-    and counts like a Flume source."""
-
-    def flush(self) -> int:
-        # interceptors run on the batch in hand, once, just before its commit
-        proc = self._source.channel_processor
-        if proc is not None and proc.interceptors:
-            st = self._state
-            with st.lock:
-                kept: list[tuple[Any, Any, int]] = []
-                for tp, e, off in st.pending:
-                    out = proc.intercept([e])
-                    kept.append((tp, out[0] if out else None, off))
-                st.pending = kept
-        return super().flush()
+class _Intercepting(_CountingSpooler):
+    """Runs the source's interceptors on the events of each batch as it is
+    committed.  A retried commit (a full channel) runs them again on the
+    records' own events, never on what an earlier try made of them."""
 
     def _transform(self, events: list) -> list:
-        return [e for e in events if e is not None]
+        proc = self._source.channel_processor
+        if proc is not None and proc.interceptors:
+            return list(proc.intercept(events))
+        return events
+
+
+class _InterceptingSpooler(_Intercepting, KafkaSpooler):
+    """The KafkaSpooler of the agent: interceptors on each batch, Flume's counters."""
 
 
 def _confluent_spooler() -> Any:
-    """The ConfluentSpooler of the agent: interceptors on each batch, Flume's
-    counters (built on first use: confluent-kafka is optional)."""
+    """The ConfluentSpooler of the agent (built on first use: confluent-kafka
+    is optional)."""
     from fchannel.integrations.confluent import ConfluentSpooler
 
-    class _Intercepting(_CountingSpooler, ConfluentSpooler):
-        def _transform(self, events: list) -> list:
-            proc = self._source.channel_processor
-            if proc is not None and proc.interceptors:
-                return list(proc.intercept(events))
-            return events
-    return _Intercepting
+    class _InterceptingConfluent(_Intercepting, ConfluentSpooler):
+        pass
+    return _InterceptingConfluent
 
 
 class KafkaSink(BatchSink):
