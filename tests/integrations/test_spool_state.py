@@ -28,7 +28,7 @@ def test_a_rebalance_that_empties_a_batch_held_for_a_full_channel_resumes_fetchi
 def test_a_retried_commit_transforms_the_records_own_events_once(tmp_path):
     # the agent's interceptors run as the batch's transform: a commit retried
     # after a full channel must not run them on what the first try made
-    ch = FileChannel(tmp_path / "ck", [tmp_path / "d"], capacity=3, transaction_capacity=3,
+    ch = FileChannel(tmp_path / "ck", [tmp_path / "d"], capacity=2, transaction_capacity=2,
                      keep_alive=0, minimum_required_space=0)
     try:
         with ch.transaction() as tx:
