@@ -360,7 +360,7 @@ def check(s: Settings, channel: str) -> None:
         decide(ck, data, channel)
     except ConfigError:
         for setting, d in settings(s):
-            if _locked(d):
+            if lock_held(d):
                 raise ChannelLockedError(f"directory {d!r} ({setting}) is in use by another "
                                          "process") from None
         raise
@@ -412,7 +412,9 @@ def read(directory: str) -> dict[str, Any] | None:
     return obj
 
 
-def _locked(d: str) -> bool:
+def lock_held(d: str) -> bool:
+    """Whether a live channel holds directory *d* (its ``in_use.lock``): a
+    shared lock is tried and, when it is granted, dropped at once."""
     try:
         fd = os.open(os.path.join(d, F.LOCK_FILE), os.O_RDONLY)
     except OSError:
@@ -424,5 +426,5 @@ def _locked(d: str) -> bool:
     except OSError:
         return False
     finally:
-        os.close(fd)
+        os.close(fd)   # closing drops the shared lock if it was granted
     return False

@@ -17,7 +17,6 @@ read."""
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import mmap
 import os
@@ -213,24 +212,6 @@ class CheckResult:
                 "summary": self.summary()}
 
 
-def lock_held(checkpoint_dir: str) -> bool:
-    """Whether a channel has these directories open (holds ``in_use.lock``):
-    a shared lock is tried and, when it is granted, dropped at once."""
-    try:
-        fd = os.open(os.path.join(checkpoint_dir, F.LOCK_FILE), os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)   # closing drops the shared lock if it was granted
-    return False
-
-
 def _entries(d: str) -> list[str]:
     try:
         return os.listdir(d)
@@ -325,7 +306,7 @@ def check_channel(checkpoint_dir: str, data_dirs: list[str],
     res.refused = _refusals(checkpoint_dir, data_dirs)
     if res.refused:
         return res
-    res.live = lock_held(checkpoint_dir)
+    res.live = identity.lock_held(checkpoint_dir)
     ck, present = _stable_checkpoint(checkpoint_dir, data_dirs, res)
     ck_path = os.path.join(checkpoint_dir, F.CHECKPOINT_FILE)
     if ck.get("valid"):
