@@ -165,18 +165,19 @@ class TransactionBase:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
-        if self._state == ST_OPEN:
-            if exc_type is None:
-                try:
-                    self.commit()
-                except BaseException:
+        try:
+            if self._state == ST_OPEN:
+                if exc_type is None:
+                    try:
+                        self.commit()
+                    except BaseException:
+                        self.rollback()   # may raise too (an outcome only a reopen knows)
+                        raise
+                else:
                     self.rollback()
-                    self.close()
-                    raise
-            else:
-                self.rollback()
-        if self._state != ST_CLOSED:
-            self.close()
+        finally:
+            if self._state != ST_CLOSED and self._state != ST_OPEN:
+                self.close()
         return False
 
     def __repr__(self) -> str:

@@ -555,3 +555,18 @@ def test_a_log_deletion_cut_short_is_finished_at_the_next_open(tmp_path, monkeyp
     assert not (tmp_path / "ck" / "gc-pending").exists()
     assert [e.headers["i"] for e in drain(ch)] == ["100"]   # no taken event came back
     ch.close()
+
+
+def test_a_with_block_whose_commit_outcome_is_unknown_still_closes(tmp_path, monkeypatch):
+    ch = open_ch(tmp_path)
+
+    def broken(fid, offset, others=False):
+        raise ChannelError("syncing failed: EIO")
+
+    monkeypatch.setattr(ch._log, "sync", broken)
+    tx = ch.transaction()
+    with pytest.raises(ChannelError, match="reopen"), tx:
+        tx.put(ev(1))
+    assert tx.state == "CLOSED"
+    monkeypatch.undo()
+    ch.close()
