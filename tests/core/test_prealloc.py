@@ -78,7 +78,9 @@ def test_a_log_left_with_its_zero_tail_by_a_kill_opens_clean(tmp_path):
     assert any(os.path.getsize(p) >= PREALLOC_STEP for p in _logs(tmp_path))
     ch = open_ch(tmp_path)
     try:
-        assert ch.damage == []
+        # (the kill may cut the first checkpoint short: that is the checkpoint's
+        # business, not the log's)
+        assert [d for d in ch.damage if "log-" in d] == []
         assert ch.counters["open_torn_tails"] == 0      # zeros are the clean end
         assert [e.body for e in drain(ch)] == [b"%d" % i for i in range(30)]
     finally:
