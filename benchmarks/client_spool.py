@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import shutil
-import signal
 import statistics
 import tempfile
 import time
@@ -35,12 +33,19 @@ from aiokafka import AIOKafkaConsumer  # noqa: E402
 from confluent_kafka import Consumer  # noqa: E402
 from fchannel.integrations.aiokafka import AioKafkaSpooler  # noqa: E402
 from fchannel.integrations.confluent import ConfluentSpooler  # noqa: E402
-from kafka import KafkaAdminClient, KafkaProducer  # noqa: E402
-from kafka.admin import NewTopic  # noqa: E402
 
-import fchannel  # noqa: E402
-from benchmarks.kafka_spool import start_broker  # noqa: E402
-from fchannel import FileChannel  # noqa: E402
+from benchmarks.kafka_common import (  # noqa: E402
+    RATE_TABLE,
+    bench_channel,
+    create_topics,
+    fill_topic,
+    machine,
+    rate_row,
+    spool_rate,
+    start_broker,
+    stop_broker,
+    write_report,
+)
 
 
 def confluent_conf(bootstrap, group):
@@ -53,11 +58,6 @@ def aio_consumer(bootstrap, group):
     return AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
                             enable_auto_commit=False, auto_offset_reset="earliest",
                             session_timeout_ms=2000, heartbeat_interval_ms=500)
-
-
-def channel(d, n, batch):
-    return FileChannel(os.path.join(d, "ckpt"), os.path.join(d, "data"), capacity=n + 1,
-                       transaction_capacity=batch, minimum_required_space=0)
 
 
 def raw_confluent(bootstrap, topic, n, group, batch):
@@ -76,20 +76,8 @@ def raw_confluent(bootstrap, topic, n, group, batch):
 
 
 def spool_confluent(bootstrap, topic, n, group, batch):
-    d = tempfile.mkdtemp(prefix="client-spool-bench-")
-    c = Consumer(confluent_conf(bootstrap, group))
-    try:
-        with channel(d, n, batch) as ch:
-            sp = ConfluentSpooler(c, ch, topics=[topic], batch_size=batch, batch_duration=0.2)
-            t0 = None
-            while ch.size < n:
-                sp.step()
-                if t0 is None and (sp._state.pending or ch.size):
-                    t0 = time.perf_counter()
-            return n / (time.perf_counter() - t0)
-    finally:
-        c.close()
-        shutil.rmtree(d, ignore_errors=True)
+    return spool_rate(Consumer(confluent_conf(bootstrap, group)), ConfluentSpooler, topic, n,
+                      batch)
 
 
 def raw_aiokafka(bootstrap, topic, n, group, batch):
@@ -115,7 +103,7 @@ def spool_aiokafka(bootstrap, topic, n, group, batch):
 
     async def main():
         c = aio_consumer(bootstrap, group)
-        with channel(d, n, batch) as ch:
+        with bench_channel(d, n, batch) as ch:
             sp = AioKafkaSpooler(c, ch, topics=[topic], batch_size=batch, batch_duration=0.2)
             await c.start()
             try:
@@ -151,29 +139,17 @@ def main():
                "raw-aiokafka": raw_aiokafka, "spool-aiokafka": spool_aiokafka}
     try:
         topic = "bench"
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-        admin.create_topics([NewTopic(topic, a.partitions, 1)])
-        admin.close()
-        p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-        body = b"x" * a.size
-        for i in range(a.messages):
-            p.send(topic, value=body, partition=i % a.partitions)
-        p.flush()
-        p.close()
+        create_topics(bootstrap, [topic], a.partitions)
+        fill_topic(bootstrap, topic, a.messages, a.size, a.partitions)
         for r in range(a.runs):
             for name, run in runners.items():
                 rates[name].append(run(bootstrap, topic, a.messages, f"{name}-{r}", a.batch))
             print(f"run {r}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in rates.items()),
                   flush=True)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
+        stop_broker(proc)
     med = {k: statistics.median(v) for k, v in rates.items()}
-
-    def row(label, key):
-        v = rates[key]
-        return f"| {label} | {med[key]:,.0f} | {min(v):,.0f} | {max(v):,.0f} |"
-    lines = [
+    write_report(a.out, [
         "# Kafka -> FileChannel: confluent-kafka and aiokafka spoolers vs their bare poll loops",
         "",
         f"{a.messages} messages of {a.size} B on {a.partitions} partitions, Tansu broker "
@@ -183,18 +159,14 @@ def main():
         f"{a.batch}, one fsync'ed channel commit per batch with its marks, then the Kafka "
         "offset commit.",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs (shared with other jobs), "
-        f"{platform.system()} {platform.release()}; Python {platform.python_version()}, "
-        f"confluent-kafka {confluent_kafka.__version__} (librdkafka "
-        f"{confluent_kafka.libversion()[0]}), aiokafka {aiokafka.__version__}, "
-        f"fchannel {fchannel.__version__} (compiled: {fchannel.COMPILED}).",
+        machine(f"confluent-kafka {confluent_kafka.__version__} (librdkafka "
+                f"{confluent_kafka.libversion()[0]}), aiokafka {aiokafka.__version__}") + ".",
         "",
-        "| path | median msg/s | min | max |",
-        "|---|---:|---:|---:|",
-        row("bare confluent Consumer.consume", "raw-confluent"),
-        row("ConfluentSpooler -> FileChannel", "spool-confluent"),
-        row("bare AIOKafkaConsumer.getmany", "raw-aiokafka"),
-        row("AioKafkaSpooler -> FileChannel", "spool-aiokafka"),
+        *RATE_TABLE,
+        rate_row("bare confluent Consumer.consume", rates["raw-confluent"]),
+        rate_row("ConfluentSpooler -> FileChannel", rates["spool-confluent"]),
+        rate_row("bare AIOKafkaConsumer.getmany", rates["raw-aiokafka"]),
+        rate_row("AioKafkaSpooler -> FileChannel", rates["spool-aiokafka"]),
         "",
         f"Spool / bare (medians): confluent **{med['spool-confluent'] / med['raw-confluent']:.2f}**, "
         f"aiokafka **{med['spool-aiokafka'] / med['raw-aiokafka']:.2f}**",
@@ -202,12 +174,7 @@ def main():
         "Reproduce: `python -m benchmarks.client_spool --messages "
         f"{a.messages} --size {a.size} --runs {a.runs}`",
         "",
-    ]
-    os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    with open(a.out, "w") as f:
-        f.write("\n".join(lines))
-    print("\n".join(lines))
-
+    ])
 
 if __name__ == "__main__":
     main()

@@ -112,15 +112,22 @@ def _run_app(bootstrap: str, mode: str, src: str, n: int, commit: float, tag: in
 
 def main() -> None:
     import argparse
-    import platform
     import statistics
 
     import quixstreams
-    from kafka import KafkaAdminClient, KafkaProducer
-    from kafka.admin import NewTopic
 
-    import fchannel
-    from benchmarks.kafka_spool import start_broker
+    from benchmarks.kafka_common import (
+        RATE_TABLE,
+        alternate,
+        create_topics,
+        fill_topic,
+        machine,
+        overlap,
+        rate_row,
+        start_broker,
+        stop_broker,
+        write_report,
+    )
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=20000)
@@ -134,25 +141,13 @@ def main() -> None:
     proc, bootstrap = start_broker()
     try:
         src = f"quix-bench-{os.getpid()}"
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-        admin.create_topics([NewTopic(src, a.partitions, 1)] +
-                            [NewTopic(f"{src}-out-{i}", a.partitions, 1) for i in range(a.runs)])
-        admin.close()
-        p = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=5)
-        payload = b"x" * a.size
-        for i in range(a.messages):
-            p.send(src, value=payload, partition=i % a.partitions)
-        p.flush(60)
-        p.close()
-        rates: dict[str, list[float]] = {"topic": [], "channel": []}
-        for i in range(a.runs):
-            for mode in ("topic", "channel"):
-                r = _run_app(bootstrap, mode, src, a.messages, a.commit, i)
-                rates[mode].append(r)
-                print(f"run {i} {mode}: {r:,.0f} msg/s", flush=True)
+        create_topics(bootstrap, [src] + [f"{src}-out-{i}" for i in range(a.runs)], a.partitions)
+        fill_topic(bootstrap, src, a.messages, a.size, a.partitions, acks=1, flush_timeout=60)
+        rates = alternate(a.runs, ("topic", "channel"),
+                          lambda mode, i: _run_app(
+                              bootstrap, mode, src, a.messages, a.commit, i))
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop_broker(proc)
     med = {m: statistics.median(v) for m, v in rates.items()}
     rows = [("Quix `sdf.to_topic(out)` (its producer, flushed at each checkpoint)", "topic"),
             ("Quix `sdf.sink(FileChannelSink(channel))` (one transaction per checkpoint, "
@@ -167,26 +162,16 @@ def main() -> None:
         "stored the last one (start-up and group join excluded); the parent checked the "
         "channel (or the output topic) afterwards.",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs (shared with other jobs), "
-        f"{platform.system()} {platform.release()}; Python {platform.python_version()}, "
-        f"quixstreams {quixstreams.__version__}, fchannel {fchannel.__version__} "
-        f"(compiled: {fchannel.COMPILED}).",
+        machine(f"quixstreams {quixstreams.__version__}") + ".",
         "",
-        "| path | median msg/s | min | max |",
-        "|---|---:|---:|---:|",
+        *RATE_TABLE,
     ]
-    for label, m in rows:
-        v = rates[m]
-        lines.append(f"| {label} | {med[m]:,.0f} | {min(v):,.0f} | {max(v):,.0f} |")
+    lines += [rate_row(label, rates[m]) for label, m in rows]
     lines += ["", f"Channel / topic (medians): **{med['channel'] / med['topic']:.2f}**"]
-    if min(rates["channel"]) <= max(rates["topic"]) and \
-            min(rates["topic"]) <= max(rates["channel"]):
+    if overlap(rates["channel"], rates["topic"]):
         lines += ["", "The two ranges overlap: within this run's noise they are as fast."]
     lines.append("")
-    os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    with open(a.out, "w") as f:
-        f.write("\n".join(lines))
-    print("\n".join(lines))
+    write_report(a.out, lines)
 
 
 if __name__ == "__main__":

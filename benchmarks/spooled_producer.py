@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import shutil
-import signal
 import statistics
 import tempfile
 import threading
@@ -41,11 +39,15 @@ from aiokafka import AIOKafkaProducer  # noqa: E402
 from fchannel.integrations import aiokafka as fa  # noqa: E402
 from fchannel.integrations import confluent as fc  # noqa: E402
 from fchannel.integrations import kafka as fk  # noqa: E402
-from kafka import KafkaAdminClient, KafkaProducer  # noqa: E402
-from kafka.admin import NewTopic  # noqa: E402
+from kafka import KafkaProducer  # noqa: E402
 
-import fchannel  # noqa: E402
-from benchmarks.kafka_spool import start_broker  # noqa: E402
+from benchmarks.kafka_common import (  # noqa: E402
+    create_topics,
+    machine,
+    start_broker,
+    stop_broker,
+    write_report,
+)
 from fchannel import FileChannel  # noqa: E402
 
 
@@ -225,10 +227,8 @@ def main():
     lats: dict[tuple, list[float]] = {(c, k): [] for c, k, _ in PATHS}
     body = b"x" * a.size
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-        topics = [f"bench-{r}-{j}" for r in range(a.runs) for j in range(len(PATHS))]
-        admin.create_topics([NewTopic(t, a.partitions, 1) for t in topics])
-        admin.close()
+        create_topics(bootstrap, [f"bench-{r}-{j}" for r in range(a.runs)
+                                  for j in range(len(PATHS))], a.partitions)
         for r in range(a.runs):
             for j, (client, kind, run) in enumerate(PATHS):
                 d = tempfile.mkdtemp(prefix="spooled-producer-bench-")
@@ -241,8 +241,7 @@ def main():
                 lats[(client, kind)].extend(lat)
                 print(f"run {r} {client} {kind}: {rate:,.0f} rec/s", flush=True)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
+        stop_broker(proc)
     rows = []
     for client, kind, _ in PATHS:
         key = (client, kind)
@@ -250,7 +249,7 @@ def main():
         rows.append(f"| {client} | {kind} | {statistics.median(rates[key]):,.0f} | "
                     f"{min(rates[key]):,.0f} | {pct(lats[key], 50) * 1000:.2f} | "
                     f"{pct(lats[key], 99) * 1000:.2f} | {what} |")
-    lines = [
+    write_report(a.out, [
         "# SpooledProducer vs the bare producer (acks=all)",
         "",
         f"{a.records} records of {a.size} B round-robin over {a.partitions} partitions from "
@@ -262,11 +261,9 @@ def main():
         "until the broker's acknowledgement, for the SpooledProducer until `send` returned "
         "(the record is durable on local disk; the broker acknowledges it later).",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs (shared with other jobs), "
-        f"{platform.system()} {platform.release()}; Python {platform.python_version()}, "
-        f"kafka-python {kafka_pkg.__version__}, confluent-kafka {confluent_kafka.__version__} "
-        f"(librdkafka {confluent_kafka.libversion()[0]}), aiokafka {aiokafka.__version__}, "
-        f"fchannel {fchannel.__version__} (compiled: {fchannel.COMPILED}); FileChannel "
+        machine(f"kafka-python {kafka_pkg.__version__}, confluent-kafka "
+                f"{confluent_kafka.__version__} (librdkafka {confluent_kafka.libversion()[0]}), "
+                f"aiokafka {aiokafka.__version__}") + "; FileChannel "
         "defaults (fsync per transaction: each send is one commit; concurrent senders share "
         "fdatasyncs).",
         "",
@@ -278,11 +275,7 @@ def main():
         "Reproduce: `python -m benchmarks.spooled_producer --records "
         f"{a.records} --senders {a.senders} --runs {a.runs}`",
         "",
-    ]
-    os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    with open(a.out, "w") as f:
-        f.write("\n".join(lines))
-    print("\n".join(lines))
+    ])
 
 
 if __name__ == "__main__":
