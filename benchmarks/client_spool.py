@@ -15,9 +15,7 @@ Writes a markdown table to benchmarks/results/client_spool.md.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 import shutil
 import statistics
 import tempfile
@@ -36,6 +34,7 @@ from fchannel.integrations.confluent import ConfluentSpooler  # noqa: E402
 
 from benchmarks.kafka_common import (  # noqa: E402
     RATE_TABLE,
+    arguments,
     bench_channel,
     create_topics,
     fill_topic,
@@ -122,14 +121,8 @@ def spool_aiokafka(bootstrap, topic, n, group, batch):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--messages", type=int, default=20000)
-    ap.add_argument("--size", type=int, default=200)
-    ap.add_argument("--partitions", type=int, default=3)
+    ap = arguments("client_spool")
     ap.add_argument("--batch", type=int, default=1000)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
-                                                  "client_spool.md"))
     a = ap.parse_args()
     proc, bootstrap = start_broker()
     rates: dict[str, list[float]] = {k: [] for k in

@@ -130,44 +130,27 @@ def _run_worker(bootstrap, mode, src, n, batch, tag):
 
 
 def main() -> None:
-    import argparse
     import statistics
 
     import faust
 
-    from benchmarks.kafka_common import (
-        RATE_TABLE,
-        alternate,
-        create_topics,
-        fill_topic,
-        machine,
-        overlap,
-        rate_row,
-        start_broker,
-        stop_broker,
-        write_report,
-    )
+    from benchmarks import kafka_common as common
 
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--messages", type=int, default=20000)
-    ap.add_argument("--size", type=int, default=200)
-    ap.add_argument("--partitions", type=int, default=3)
-    ap.add_argument("--runs", type=int, default=3)
+    ap = common.arguments("faust_spool")
     ap.add_argument("--batch", type=int, default=500)
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
-                                                  "faust_spool.md"))
     a = ap.parse_args()
-    proc, bootstrap = start_broker()
+    proc, bootstrap = common.start_broker()
     try:
         src = f"faust-bench-{os.getpid()}"
-        create_topics(bootstrap, [src] + [f"{src}-out-{m}-{i}" for m in ("alone", "spool")
-                                          for i in range(a.runs)], a.partitions)
-        fill_topic(bootstrap, src, a.messages, a.size, a.partitions, acks=1, flush_timeout=60)
-        rates = alternate(a.runs, ("alone", "spool"),
-                          lambda mode, i: _run_worker(
-                              bootstrap, mode, src, a.messages, a.batch, i))
+        common.create_topics(bootstrap, [src] + [f"{src}-out-{m}-{i}" for m in ("alone", "spool")
+                                                 for i in range(a.runs)], a.partitions)
+        common.fill_topic(bootstrap, src, a.messages, a.size, a.partitions, acks=1,
+                          flush_timeout=60)
+        rates = common.alternate(a.runs, ("alone", "spool"),
+                                 lambda mode, i: _run_worker(
+                                     bootstrap, mode, src, a.messages, a.batch, i))
     finally:
-        stop_broker(proc)
+        common.stop_broker(proc)
     med = {m: statistics.median(v) for m, v in rates.items()}
     rows = [("Faust alone: agent forwards each event to a topic", "alone"),
             (f"Faust -> FaustSpool -> FileChannel (batch {a.batch}, fsync per batch, marks) "
@@ -181,17 +164,17 @@ def main() -> None:
         "worker from its first event to the last event sent to the output topic (start-up "
         "and group join excluded).",
         "",
-        machine(f"faust-streaming {faust.__version__}") + ".",
+        common.machine(f"faust-streaming {faust.__version__}") + ".",
         "",
-        *RATE_TABLE,
+        *common.RATE_TABLE,
     ]
-    lines += [rate_row(label, rates[m]) for label, m in rows]
+    lines += [common.rate_row(label, rates[m]) for label, m in rows]
     lines += ["", f"Spool / alone (medians): **{med['spool'] / med['alone']:.2f}**"]
-    if overlap(rates["spool"], rates["alone"]):
+    if common.overlap(rates["spool"], rates["alone"]):
         lines += ["", "The two ranges overlap: within this run's noise the spool (with its "
                   "fsync per batch) did not slow the pipeline down."]
     lines.append("")
-    write_report(a.out, lines)
+    common.write_report(a.out, lines)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,22 @@ import subprocess
 import time
 from collections.abc import Callable
 
+
+def arguments(report: str):
+    """The options every Kafka benchmark takes (--messages, --size,
+    --partitions, --runs, and --out: benchmarks/results/<report>.md); add
+    your own, then ``parse_args()``."""
+    import argparse
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--messages", type=int, default=20000)
+    ap.add_argument("--size", type=int, default=200)
+    ap.add_argument("--partitions", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
+                                                  f"{report}.md"))
+    return ap
+
+
 RATE_TABLE = ["| path | median msg/s | min | max |", "|---|---:|---:|---:|"]
 
 

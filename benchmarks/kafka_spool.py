@@ -13,8 +13,6 @@ writes a markdown table to benchmarks/results/kafka_spool.md.
 """
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import sys
 import time
@@ -29,6 +27,7 @@ from kafka import KafkaConsumer  # noqa: E402
 
 from benchmarks.kafka_common import (  # noqa: E402
     RATE_TABLE,
+    arguments,
     create_topics,
     fill_topic,
     machine,
@@ -58,14 +57,8 @@ def raw_rate(bootstrap, topic, n, group):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--messages", type=int, default=20000)
-    ap.add_argument("--size", type=int, default=200)
-    ap.add_argument("--partitions", type=int, default=3)
+    ap = arguments("kafka_spool")
     ap.add_argument("--batch", type=int, default=1000)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
-                                                  "kafka_spool.md"))
     a = ap.parse_args()
     proc, bootstrap = start_broker()
     try:

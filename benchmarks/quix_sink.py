@@ -111,43 +111,27 @@ def _run_app(bootstrap: str, mode: str, src: str, n: int, commit: float, tag: in
 
 
 def main() -> None:
-    import argparse
     import statistics
 
     import quixstreams
 
-    from benchmarks.kafka_common import (
-        RATE_TABLE,
-        alternate,
-        create_topics,
-        fill_topic,
-        machine,
-        overlap,
-        rate_row,
-        start_broker,
-        stop_broker,
-        write_report,
-    )
+    from benchmarks import kafka_common as common
 
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--messages", type=int, default=20000)
-    ap.add_argument("--size", type=int, default=200)
-    ap.add_argument("--partitions", type=int, default=3)
-    ap.add_argument("--runs", type=int, default=3)
+    ap = common.arguments("quix_sink")
     ap.add_argument("--commit", type=float, default=0.5, help="commit interval, seconds")
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
-                                                  "quix_sink.md"))
     a = ap.parse_args()
-    proc, bootstrap = start_broker()
+    proc, bootstrap = common.start_broker()
     try:
         src = f"quix-bench-{os.getpid()}"
-        create_topics(bootstrap, [src] + [f"{src}-out-{i}" for i in range(a.runs)], a.partitions)
-        fill_topic(bootstrap, src, a.messages, a.size, a.partitions, acks=1, flush_timeout=60)
-        rates = alternate(a.runs, ("topic", "channel"),
-                          lambda mode, i: _run_app(
-                              bootstrap, mode, src, a.messages, a.commit, i))
+        common.create_topics(bootstrap, [src] + [f"{src}-out-{i}" for i in range(a.runs)],
+                             a.partitions)
+        common.fill_topic(bootstrap, src, a.messages, a.size, a.partitions, acks=1,
+                          flush_timeout=60)
+        rates = common.alternate(a.runs, ("topic", "channel"),
+                                 lambda mode, i: _run_app(
+                                     bootstrap, mode, src, a.messages, a.commit, i))
     finally:
-        stop_broker(proc)
+        common.stop_broker(proc)
     med = {m: statistics.median(v) for m, v in rates.items()}
     rows = [("Quix `sdf.to_topic(out)` (its producer, flushed at each checkpoint)", "topic"),
             ("Quix `sdf.sink(FileChannelSink(channel))` (one transaction per checkpoint, "
@@ -162,16 +146,16 @@ def main() -> None:
         "stored the last one (start-up and group join excluded); the parent checked the "
         "channel (or the output topic) afterwards.",
         "",
-        machine(f"quixstreams {quixstreams.__version__}") + ".",
+        common.machine(f"quixstreams {quixstreams.__version__}") + ".",
         "",
-        *RATE_TABLE,
+        *common.RATE_TABLE,
     ]
-    lines += [rate_row(label, rates[m]) for label, m in rows]
+    lines += [common.rate_row(label, rates[m]) for label, m in rows]
     lines += ["", f"Channel / topic (medians): **{med['channel'] / med['topic']:.2f}**"]
-    if overlap(rates["channel"], rates["topic"]):
+    if common.overlap(rates["channel"], rates["topic"]):
         lines += ["", "The two ranges overlap: within this run's noise they are as fast."]
     lines.append("")
-    write_report(a.out, lines)
+    common.write_report(a.out, lines)
 
 
 if __name__ == "__main__":
