@@ -130,8 +130,6 @@ def _run_worker(bootstrap, mode, src, n, batch, tag):
 
 
 def main() -> None:
-    import statistics
-
     import faust
 
     from benchmarks import kafka_common as common
@@ -151,7 +149,6 @@ def main() -> None:
                                      bootstrap, mode, src, a.messages, a.batch, i))
     finally:
         common.stop_broker(proc)
-    med = {m: statistics.median(v) for m, v in rates.items()}
     rows = [("Faust alone: agent forwards each event to a topic", "alone"),
             (f"Faust -> FaustSpool -> FileChannel (batch {a.batch}, fsync per batch, marks) "
              f"-> FaustDrainer -> topic (force, flush, acks)", "spool")]
@@ -166,14 +163,10 @@ def main() -> None:
         "",
         common.machine(f"faust-streaming {faust.__version__}") + ".",
         "",
-        *common.RATE_TABLE,
+        *common.comparison(rates, rows, "spool", "alone", "Spool / alone",
+                           "The two ranges overlap: within this run's noise the spool (with "
+                           "its fsync per batch) did not slow the pipeline down."),
     ]
-    lines += [common.rate_row(label, rates[m]) for label, m in rows]
-    lines += ["", f"Spool / alone (medians): **{med['spool'] / med['alone']:.2f}**"]
-    if common.overlap(rates["spool"], rates["alone"]):
-        lines += ["", "The two ranges overlap: within this run's noise the spool (with its "
-                  "fsync per batch) did not slow the pipeline down."]
-    lines.append("")
     common.write_report(a.out, lines)
 
 

@@ -147,3 +147,16 @@ def spool_rate(consumer, spooler_class, topic: str, n: int, batch: int) -> float
     finally:
         consumer.close()
         shutil.rmtree(d, ignore_errors=True)
+
+
+def comparison(rates: dict[str, list[float]], rows, num: str, den: str, ratio: str,
+               overlap_note: str) -> list[str]:
+    """The report's table of two paths: a rate row per (label, mode) of *rows*,
+    then *ratio* (the median of mode *num* over that of *den*) and, when the
+    two ranges overlap, *overlap_note*."""
+    med = statistics.median
+    lines = [*RATE_TABLE, *(rate_row(label, rates[m]) for label, m in rows),
+             "", f"{ratio} (medians): **{med(rates[num]) / med(rates[den]):.2f}**"]
+    if overlap(rates[num], rates[den]):
+        lines += ["", overlap_note]
+    return lines + [""]

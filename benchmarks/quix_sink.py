@@ -111,8 +111,6 @@ def _run_app(bootstrap: str, mode: str, src: str, n: int, commit: float, tag: in
 
 
 def main() -> None:
-    import statistics
-
     import quixstreams
 
     from benchmarks import kafka_common as common
@@ -132,7 +130,6 @@ def main() -> None:
                                      bootstrap, mode, src, a.messages, a.commit, i))
     finally:
         common.stop_broker(proc)
-    med = {m: statistics.median(v) for m, v in rates.items()}
     rows = [("Quix `sdf.to_topic(out)` (its producer, flushed at each checkpoint)", "topic"),
             ("Quix `sdf.sink(FileChannelSink(channel))` (one transaction per checkpoint, "
              "fsync, marks)", "channel")]
@@ -148,13 +145,9 @@ def main() -> None:
         "",
         common.machine(f"quixstreams {quixstreams.__version__}") + ".",
         "",
-        *common.RATE_TABLE,
+        *common.comparison(rates, rows, "channel", "topic", "Channel / topic",
+                           "The two ranges overlap: within this run's noise they are as fast."),
     ]
-    lines += [common.rate_row(label, rates[m]) for label, m in rows]
-    lines += ["", f"Channel / topic (medians): **{med['channel'] / med['topic']:.2f}**"]
-    if common.overlap(rates["channel"], rates["topic"]):
-        lines += ["", "The two ranges overlap: within this run's noise they are as fast."]
-    lines.append("")
     common.write_report(a.out, lines)
 
 
