@@ -32,19 +32,7 @@ from confluent_kafka import Consumer  # noqa: E402
 from fchannel.integrations.aiokafka import AioKafkaSpooler  # noqa: E402
 from fchannel.integrations.confluent import ConfluentSpooler  # noqa: E402
 
-from benchmarks.kafka_common import (  # noqa: E402
-    RATE_TABLE,
-    arguments,
-    bench_channel,
-    create_topics,
-    fill_topic,
-    machine,
-    rate_row,
-    spool_rate,
-    start_broker,
-    stop_broker,
-    write_report,
-)
+from benchmarks import kafka_common as common  # noqa: E402
 
 
 def confluent_conf(bootstrap, group):
@@ -75,8 +63,8 @@ def raw_confluent(bootstrap, topic, n, group, batch):
 
 
 def spool_confluent(bootstrap, topic, n, group, batch):
-    return spool_rate(Consumer(confluent_conf(bootstrap, group)), ConfluentSpooler, topic, n,
-                      batch)
+    return common.spool_rate(Consumer(confluent_conf(bootstrap, group)), ConfluentSpooler,
+                             topic, n, batch)
 
 
 def raw_aiokafka(bootstrap, topic, n, group, batch):
@@ -102,7 +90,7 @@ def spool_aiokafka(bootstrap, topic, n, group, batch):
 
     async def main():
         c = aio_consumer(bootstrap, group)
-        with bench_channel(d, n, batch) as ch:
+        with common.bench_channel(d, n, batch) as ch:
             sp = AioKafkaSpooler(c, ch, topics=[topic], batch_size=batch, batch_duration=0.2)
             await c.start()
             try:
@@ -121,10 +109,10 @@ def spool_aiokafka(bootstrap, topic, n, group, batch):
 
 
 def main():
-    ap = arguments("client_spool")
+    ap = common.arguments("client_spool")
     ap.add_argument("--batch", type=int, default=1000)
     a = ap.parse_args()
-    proc, bootstrap = start_broker()
+    proc, bootstrap = common.start_broker()
     rates: dict[str, list[float]] = {k: [] for k in
                                      ("raw-confluent", "spool-confluent", "raw-aiokafka",
                                       "spool-aiokafka")}
@@ -132,17 +120,17 @@ def main():
                "raw-aiokafka": raw_aiokafka, "spool-aiokafka": spool_aiokafka}
     try:
         topic = "bench"
-        create_topics(bootstrap, [topic], a.partitions)
-        fill_topic(bootstrap, topic, a.messages, a.size, a.partitions)
+        common.create_topics(bootstrap, [topic], a.partitions)
+        common.fill_topic(bootstrap, topic, a.messages, a.size, a.partitions)
         for r in range(a.runs):
             for name, run in runners.items():
                 rates[name].append(run(bootstrap, topic, a.messages, f"{name}-{r}", a.batch))
             print(f"run {r}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in rates.items()),
                   flush=True)
     finally:
-        stop_broker(proc)
+        common.stop_broker(proc)
     med = {k: statistics.median(v) for k, v in rates.items()}
-    write_report(a.out, [
+    common.write_report(a.out, [
         "# Kafka -> FileChannel: confluent-kafka and aiokafka spoolers vs their bare poll loops",
         "",
         f"{a.messages} messages of {a.size} B on {a.partitions} partitions, Tansu broker "
@@ -152,14 +140,15 @@ def main():
         f"{a.batch}, one fsync'ed channel commit per batch with its marks, then the Kafka "
         "offset commit.",
         "",
-        machine(f"confluent-kafka {confluent_kafka.__version__} (librdkafka "
-                f"{confluent_kafka.libversion()[0]}), aiokafka {aiokafka.__version__}") + ".",
+        common.machine(f"confluent-kafka {confluent_kafka.__version__} (librdkafka "
+                       f"{confluent_kafka.libversion()[0]}), aiokafka {aiokafka.__version__}")
+        + ".",
         "",
-        *RATE_TABLE,
-        rate_row("bare confluent Consumer.consume", rates["raw-confluent"]),
-        rate_row("ConfluentSpooler -> FileChannel", rates["spool-confluent"]),
-        rate_row("bare AIOKafkaConsumer.getmany", rates["raw-aiokafka"]),
-        rate_row("AioKafkaSpooler -> FileChannel", rates["spool-aiokafka"]),
+        *common.RATE_TABLE,
+        common.rate_row("bare confluent Consumer.consume", rates["raw-confluent"]),
+        common.rate_row("ConfluentSpooler -> FileChannel", rates["spool-confluent"]),
+        common.rate_row("bare AIOKafkaConsumer.getmany", rates["raw-aiokafka"]),
+        common.rate_row("AioKafkaSpooler -> FileChannel", rates["spool-aiokafka"]),
         "",
         f"Spool / bare (medians): confluent **{med['spool-confluent'] / med['raw-confluent']:.2f}**, "
         f"aiokafka **{med['spool-aiokafka'] / med['raw-aiokafka']:.2f}**",

@@ -13,6 +13,7 @@ writes a markdown table to benchmarks/results/kafka_spool.md.
 """
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import time
@@ -25,18 +26,9 @@ import kafka as kafka_pkg  # noqa: E402
 from fchannel.integrations.kafka import KafkaSpooler  # noqa: E402
 from kafka import KafkaConsumer  # noqa: E402
 
-from benchmarks.kafka_common import (  # noqa: E402
-    RATE_TABLE,
-    arguments,
-    create_topics,
-    fill_topic,
-    machine,
-    rate_row,
-    spool_rate,
-    start_broker,
-    stop_broker,
-    write_report,
-)
+if not __package__:   # run as a file (python benchmarks/kafka_spool.py): find benchmarks/
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import kafka_common as common  # noqa: E402
 
 CONSUMER = dict(session_timeout_ms=2000, heartbeat_interval_ms=500,
                 enable_auto_commit=False, auto_offset_reset="earliest")
@@ -57,25 +49,25 @@ def raw_rate(bootstrap, topic, n, group):
 
 
 def main():
-    ap = arguments("kafka_spool")
+    ap = common.arguments("kafka_spool")
     ap.add_argument("--batch", type=int, default=1000)
     a = ap.parse_args()
-    proc, bootstrap = start_broker()
+    proc, bootstrap = common.start_broker()
     try:
         topic = "bench"
-        create_topics(bootstrap, [topic], a.partitions)
-        fill_topic(bootstrap, topic, a.messages, a.size, a.partitions)
+        common.create_topics(bootstrap, [topic], a.partitions)
+        common.fill_topic(bootstrap, topic, a.messages, a.size, a.partitions)
         raw, spool = [], []
         for r in range(a.runs):
             raw.append(raw_rate(bootstrap, topic, a.messages, f"raw-{r}"))
-            spool.append(spool_rate(
+            spool.append(common.spool_rate(
                 KafkaConsumer(bootstrap_servers=bootstrap, group_id=f"spool-{r}", **CONSUMER),
                 KafkaSpooler, topic, a.messages, a.batch))
             print(f"run {r}: raw {raw[-1]:,.0f} msg/s, spool {spool[-1]:,.0f} msg/s", flush=True)
     finally:
-        stop_broker(proc)
+        common.stop_broker(proc)
     mr, ms = statistics.median(raw), statistics.median(spool)
-    write_report(a.out, [
+    common.write_report(a.out, [
         "# Kafka -> FileChannel spool rate vs raw kafka-python consume",
         "",
         f"{a.messages} messages of {a.size} B on {a.partitions} partitions, Tansu broker "
@@ -83,11 +75,11 @@ def main():
         f"{a.runs} runs each, alternating; rate counted from the first record "
         "(the group join is excluded).",
         "",
-        machine(f"kafka-python {kafka_pkg.__version__}") + ".",
+        common.machine(f"kafka-python {kafka_pkg.__version__}") + ".",
         "",
-        *RATE_TABLE,
-        rate_row("raw KafkaConsumer.poll", raw),
-        rate_row(f"KafkaSpooler -> FileChannel (batch {a.batch}, fsync per batch, marks, "
+        *common.RATE_TABLE,
+        common.rate_row("raw KafkaConsumer.poll", raw),
+        common.rate_row(f"KafkaSpooler -> FileChannel (batch {a.batch}, fsync per batch, marks, "
                  "Kafka commit)", spool),
         "",
         f"Spool / raw (medians): **{ms / mr:.2f}**",

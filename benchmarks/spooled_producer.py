@@ -41,13 +41,7 @@ from fchannel.integrations import confluent as fc  # noqa: E402
 from fchannel.integrations import kafka as fk  # noqa: E402
 from kafka import KafkaProducer  # noqa: E402
 
-from benchmarks.kafka_common import (  # noqa: E402
-    create_topics,
-    machine,
-    start_broker,
-    stop_broker,
-    write_report,
-)
+from benchmarks import kafka_common as common  # noqa: E402
 from fchannel import FileChannel  # noqa: E402
 
 
@@ -222,12 +216,12 @@ def main():
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
                                                   "spooled_producer.md"))
     a = ap.parse_args()
-    proc, bootstrap = start_broker()
+    proc, bootstrap = common.start_broker()
     rates: dict[tuple, list[float]] = {(c, k): [] for c, k, _ in PATHS}
     lats: dict[tuple, list[float]] = {(c, k): [] for c, k, _ in PATHS}
     body = b"x" * a.size
     try:
-        create_topics(bootstrap, [f"bench-{r}-{j}" for r in range(a.runs)
+        common.create_topics(bootstrap, [f"bench-{r}-{j}" for r in range(a.runs)
                                   for j in range(len(PATHS))], a.partitions)
         for r in range(a.runs):
             for j, (client, kind, run) in enumerate(PATHS):
@@ -241,7 +235,7 @@ def main():
                 lats[(client, kind)].extend(lat)
                 print(f"run {r} {client} {kind}: {rate:,.0f} rec/s", flush=True)
     finally:
-        stop_broker(proc)
+        common.stop_broker(proc)
     rows = []
     for client, kind, _ in PATHS:
         key = (client, kind)
@@ -249,7 +243,7 @@ def main():
         rows.append(f"| {client} | {kind} | {statistics.median(rates[key]):,.0f} | "
                     f"{min(rates[key]):,.0f} | {pct(lats[key], 50) * 1000:.2f} | "
                     f"{pct(lats[key], 99) * 1000:.2f} | {what} |")
-    write_report(a.out, [
+    common.write_report(a.out, [
         "# SpooledProducer vs the bare producer (acks=all)",
         "",
         f"{a.records} records of {a.size} B round-robin over {a.partitions} partitions from "
@@ -261,9 +255,10 @@ def main():
         "until the broker's acknowledgement, for the SpooledProducer until `send` returned "
         "(the record is durable on local disk; the broker acknowledges it later).",
         "",
-        machine(f"kafka-python {kafka_pkg.__version__}, confluent-kafka "
-                f"{confluent_kafka.__version__} (librdkafka {confluent_kafka.libversion()[0]}), "
-                f"aiokafka {aiokafka.__version__}") + "; FileChannel "
+        common.machine(f"kafka-python {kafka_pkg.__version__}, confluent-kafka "
+                       f"{confluent_kafka.__version__} (librdkafka "
+                       f"{confluent_kafka.libversion()[0]}), aiokafka {aiokafka.__version__}")
+        + "; FileChannel "
         "defaults (fsync per transaction: each send is one commit; concurrent senders share "
         "fdatasyncs).",
         "",
