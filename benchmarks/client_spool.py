@@ -15,12 +15,8 @@ Writes a markdown table to benchmarks/results/client_spool.md.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
-import platform
 import shutil
-import signal
 import statistics
 import tempfile
 import time
@@ -35,12 +31,8 @@ from aiokafka import AIOKafkaConsumer  # noqa: E402
 from confluent_kafka import Consumer  # noqa: E402
 from fchannel.integrations.aiokafka import AioKafkaSpooler  # noqa: E402
 from fchannel.integrations.confluent import ConfluentSpooler  # noqa: E402
-from kafka import KafkaAdminClient, KafkaProducer  # noqa: E402
-from kafka.admin import NewTopic  # noqa: E402
 
-import fchannel  # noqa: E402
-from benchmarks.kafka_spool import start_broker  # noqa: E402
-from fchannel import FileChannel  # noqa: E402
+from benchmarks import kafka_common as common  # noqa: E402
 
 
 def confluent_conf(bootstrap, group):
@@ -53,11 +45,6 @@ def aio_consumer(bootstrap, group):
     return AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
                             enable_auto_commit=False, auto_offset_reset="earliest",
                             session_timeout_ms=2000, heartbeat_interval_ms=500)
-
-
-def channel(d, n, batch):
-    return FileChannel(os.path.join(d, "ckpt"), os.path.join(d, "data"), capacity=n + 1,
-                       transaction_capacity=batch, minimum_required_space=0)
 
 
 def raw_confluent(bootstrap, topic, n, group, batch):
@@ -76,20 +63,8 @@ def raw_confluent(bootstrap, topic, n, group, batch):
 
 
 def spool_confluent(bootstrap, topic, n, group, batch):
-    d = tempfile.mkdtemp(prefix="client-spool-bench-")
-    c = Consumer(confluent_conf(bootstrap, group))
-    try:
-        with channel(d, n, batch) as ch:
-            sp = ConfluentSpooler(c, ch, topics=[topic], batch_size=batch, batch_duration=0.2)
-            t0 = None
-            while ch.size < n:
-                sp.step()
-                if t0 is None and (sp._state.pending or ch.size):
-                    t0 = time.perf_counter()
-            return n / (time.perf_counter() - t0)
-    finally:
-        c.close()
-        shutil.rmtree(d, ignore_errors=True)
+    return common.spool_rate(Consumer(confluent_conf(bootstrap, group)), ConfluentSpooler,
+                             topic, n, batch)
 
 
 def raw_aiokafka(bootstrap, topic, n, group, batch):
@@ -115,7 +90,7 @@ def spool_aiokafka(bootstrap, topic, n, group, batch):
 
     async def main():
         c = aio_consumer(bootstrap, group)
-        with channel(d, n, batch) as ch:
+        with common.bench_channel(d, n, batch) as ch:
             sp = AioKafkaSpooler(c, ch, topics=[topic], batch_size=batch, batch_duration=0.2)
             await c.start()
             try:
@@ -134,16 +109,10 @@ def spool_aiokafka(bootstrap, topic, n, group, batch):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--messages", type=int, default=20000)
-    ap.add_argument("--size", type=int, default=200)
-    ap.add_argument("--partitions", type=int, default=3)
+    ap = common.arguments("client_spool")
     ap.add_argument("--batch", type=int, default=1000)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
-                                                  "client_spool.md"))
     a = ap.parse_args()
-    proc, bootstrap = start_broker()
+    proc, bootstrap = common.start_broker()
     rates: dict[str, list[float]] = {k: [] for k in
                                      ("raw-confluent", "spool-confluent", "raw-aiokafka",
                                       "spool-aiokafka")}
@@ -151,29 +120,17 @@ def main():
                "raw-aiokafka": raw_aiokafka, "spool-aiokafka": spool_aiokafka}
     try:
         topic = "bench"
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-        admin.create_topics([NewTopic(topic, a.partitions, 1)])
-        admin.close()
-        p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-        body = b"x" * a.size
-        for i in range(a.messages):
-            p.send(topic, value=body, partition=i % a.partitions)
-        p.flush()
-        p.close()
+        common.create_topics(bootstrap, [topic], a.partitions)
+        common.fill_topic(bootstrap, topic, a.messages, a.size, a.partitions)
         for r in range(a.runs):
             for name, run in runners.items():
                 rates[name].append(run(bootstrap, topic, a.messages, f"{name}-{r}", a.batch))
             print(f"run {r}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in rates.items()),
                   flush=True)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
+        common.stop_broker(proc)
     med = {k: statistics.median(v) for k, v in rates.items()}
-
-    def row(label, key):
-        v = rates[key]
-        return f"| {label} | {med[key]:,.0f} | {min(v):,.0f} | {max(v):,.0f} |"
-    lines = [
+    common.write_report(a.out, [
         "# Kafka -> FileChannel: confluent-kafka and aiokafka spoolers vs their bare poll loops",
         "",
         f"{a.messages} messages of {a.size} B on {a.partitions} partitions, Tansu broker "
@@ -183,18 +140,15 @@ def main():
         f"{a.batch}, one fsync'ed channel commit per batch with its marks, then the Kafka "
         "offset commit.",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs (shared with other jobs), "
-        f"{platform.system()} {platform.release()}; Python {platform.python_version()}, "
-        f"confluent-kafka {confluent_kafka.__version__} (librdkafka "
-        f"{confluent_kafka.libversion()[0]}), aiokafka {aiokafka.__version__}, "
-        f"fchannel {fchannel.__version__} (compiled: {fchannel.COMPILED}).",
+        common.machine(f"confluent-kafka {confluent_kafka.__version__} (librdkafka "
+                       f"{confluent_kafka.libversion()[0]}), aiokafka {aiokafka.__version__}")
+        + ".",
         "",
-        "| path | median msg/s | min | max |",
-        "|---|---:|---:|---:|",
-        row("bare confluent Consumer.consume", "raw-confluent"),
-        row("ConfluentSpooler -> FileChannel", "spool-confluent"),
-        row("bare AIOKafkaConsumer.getmany", "raw-aiokafka"),
-        row("AioKafkaSpooler -> FileChannel", "spool-aiokafka"),
+        *common.RATE_TABLE,
+        common.rate_row("bare confluent Consumer.consume", rates["raw-confluent"]),
+        common.rate_row("ConfluentSpooler -> FileChannel", rates["spool-confluent"]),
+        common.rate_row("bare AIOKafkaConsumer.getmany", rates["raw-aiokafka"]),
+        common.rate_row("AioKafkaSpooler -> FileChannel", rates["spool-aiokafka"]),
         "",
         f"Spool / bare (medians): confluent **{med['spool-confluent'] / med['raw-confluent']:.2f}**, "
         f"aiokafka **{med['spool-aiokafka'] / med['raw-aiokafka']:.2f}**",
@@ -202,12 +156,7 @@ def main():
         "Reproduce: `python -m benchmarks.client_spool --messages "
         f"{a.messages} --size {a.size} --runs {a.runs}`",
         "",
-    ]
-    os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    with open(a.out, "w") as f:
-        f.write("\n".join(lines))
-    print("\n".join(lines))
-
+    ])
 
 if __name__ == "__main__":
     main()

@@ -130,50 +130,25 @@ def _run_worker(bootstrap, mode, src, n, batch, tag):
 
 
 def main() -> None:
-    import argparse
-    import platform
-    import statistics
-
     import faust
-    from kafka import KafkaAdminClient, KafkaProducer
-    from kafka.admin import NewTopic
 
-    import fchannel
-    from benchmarks.kafka_spool import start_broker
+    from benchmarks import kafka_common as common
 
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--messages", type=int, default=20000)
-    ap.add_argument("--size", type=int, default=200)
-    ap.add_argument("--partitions", type=int, default=3)
-    ap.add_argument("--runs", type=int, default=3)
+    ap = common.arguments("faust_spool")
     ap.add_argument("--batch", type=int, default=500)
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
-                                                  "faust_spool.md"))
     a = ap.parse_args()
-    proc, bootstrap = start_broker()
+    proc, bootstrap = common.start_broker()
     try:
         src = f"faust-bench-{os.getpid()}"
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-        admin.create_topics([NewTopic(src, a.partitions, 1)] +
-                            [NewTopic(f"{src}-out-{m}-{i}", a.partitions, 1)
-                             for m in ("alone", "spool") for i in range(a.runs)])
-        admin.close()
-        p = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=5)
-        payload = b"x" * a.size
-        for i in range(a.messages):
-            p.send(src, value=payload, partition=i % a.partitions)
-        p.flush(60)
-        p.close()
-        rates: dict[str, list[float]] = {"alone": [], "spool": []}
-        for i in range(a.runs):
-            for mode in ("alone", "spool"):
-                r = _run_worker(bootstrap, mode, src, a.messages, a.batch, i)
-                rates[mode].append(r)
-                print(f"run {i} {mode}: {r:,.0f} msg/s", flush=True)
+        common.create_topics(bootstrap, [src] + [f"{src}-out-{m}-{i}" for m in ("alone", "spool")
+                                                 for i in range(a.runs)], a.partitions)
+        common.fill_topic(bootstrap, src, a.messages, a.size, a.partitions, acks=1,
+                          flush_timeout=60)
+        rates = common.alternate(a.runs, ("alone", "spool"),
+                                 lambda mode, i: _run_worker(
+                                     bootstrap, mode, src, a.messages, a.batch, i))
     finally:
-        proc.terminate()
-        proc.wait(10)
-    med = {m: statistics.median(v) for m, v in rates.items()}
+        common.stop_broker(proc)
     rows = [("Faust alone: agent forwards each event to a topic", "alone"),
             (f"Faust -> FaustSpool -> FileChannel (batch {a.batch}, fsync per batch, marks) "
              f"-> FaustDrainer -> topic (force, flush, acks)", "spool")]
@@ -186,26 +161,13 @@ def main() -> None:
         "worker from its first event to the last event sent to the output topic (start-up "
         "and group join excluded).",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs (shared with other jobs), "
-        f"{platform.system()} {platform.release()}; Python {platform.python_version()}, "
-        f"faust-streaming {faust.__version__}, fchannel {fchannel.__version__} "
-        f"(compiled: {fchannel.COMPILED}).",
+        common.machine(f"faust-streaming {faust.__version__}") + ".",
         "",
-        "| path | median msg/s | min | max |",
-        "|---|---:|---:|---:|",
+        *common.comparison(rates, rows, "spool", "alone", "Spool / alone",
+                           "The two ranges overlap: within this run's noise the spool (with "
+                           "its fsync per batch) did not slow the pipeline down."),
     ]
-    for label, m in rows:
-        v = rates[m]
-        lines.append(f"| {label} | {med[m]:,.0f} | {min(v):,.0f} | {max(v):,.0f} |")
-    lines += ["", f"Spool / alone (medians): **{med['spool'] / med['alone']:.2f}**"]
-    if min(rates["spool"]) <= max(rates["alone"]) and min(rates["alone"]) <= max(rates["spool"]):
-        lines += ["", "The two ranges overlap: within this run's noise the spool (with its "
-                  "fsync per batch) did not slow the pipeline down."]
-    lines.append("")
-    os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    with open(a.out, "w") as f:
-        f.write("\n".join(lines))
-    print("\n".join(lines))
+    common.write_report(a.out, lines)
 
 
 if __name__ == "__main__":

@@ -111,49 +111,25 @@ def _run_app(bootstrap: str, mode: str, src: str, n: int, commit: float, tag: in
 
 
 def main() -> None:
-    import argparse
-    import platform
-    import statistics
-
     import quixstreams
-    from kafka import KafkaAdminClient, KafkaProducer
-    from kafka.admin import NewTopic
 
-    import fchannel
-    from benchmarks.kafka_spool import start_broker
+    from benchmarks import kafka_common as common
 
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--messages", type=int, default=20000)
-    ap.add_argument("--size", type=int, default=200)
-    ap.add_argument("--partitions", type=int, default=3)
-    ap.add_argument("--runs", type=int, default=3)
+    ap = common.arguments("quix_sink")
     ap.add_argument("--commit", type=float, default=0.5, help="commit interval, seconds")
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
-                                                  "quix_sink.md"))
     a = ap.parse_args()
-    proc, bootstrap = start_broker()
+    proc, bootstrap = common.start_broker()
     try:
         src = f"quix-bench-{os.getpid()}"
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-        admin.create_topics([NewTopic(src, a.partitions, 1)] +
-                            [NewTopic(f"{src}-out-{i}", a.partitions, 1) for i in range(a.runs)])
-        admin.close()
-        p = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=5)
-        payload = b"x" * a.size
-        for i in range(a.messages):
-            p.send(src, value=payload, partition=i % a.partitions)
-        p.flush(60)
-        p.close()
-        rates: dict[str, list[float]] = {"topic": [], "channel": []}
-        for i in range(a.runs):
-            for mode in ("topic", "channel"):
-                r = _run_app(bootstrap, mode, src, a.messages, a.commit, i)
-                rates[mode].append(r)
-                print(f"run {i} {mode}: {r:,.0f} msg/s", flush=True)
+        common.create_topics(bootstrap, [src] + [f"{src}-out-{i}" for i in range(a.runs)],
+                             a.partitions)
+        common.fill_topic(bootstrap, src, a.messages, a.size, a.partitions, acks=1,
+                          flush_timeout=60)
+        rates = common.alternate(a.runs, ("topic", "channel"),
+                                 lambda mode, i: _run_app(
+                                     bootstrap, mode, src, a.messages, a.commit, i))
     finally:
-        proc.terminate()
-        proc.wait(10)
-    med = {m: statistics.median(v) for m, v in rates.items()}
+        common.stop_broker(proc)
     rows = [("Quix `sdf.to_topic(out)` (its producer, flushed at each checkpoint)", "topic"),
             ("Quix `sdf.sink(FileChannelSink(channel))` (one transaction per checkpoint, "
              "fsync, marks)", "channel")]
@@ -167,26 +143,12 @@ def main() -> None:
         "stored the last one (start-up and group join excluded); the parent checked the "
         "channel (or the output topic) afterwards.",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs (shared with other jobs), "
-        f"{platform.system()} {platform.release()}; Python {platform.python_version()}, "
-        f"quixstreams {quixstreams.__version__}, fchannel {fchannel.__version__} "
-        f"(compiled: {fchannel.COMPILED}).",
+        common.machine(f"quixstreams {quixstreams.__version__}") + ".",
         "",
-        "| path | median msg/s | min | max |",
-        "|---|---:|---:|---:|",
+        *common.comparison(rates, rows, "channel", "topic", "Channel / topic",
+                           "The two ranges overlap: within this run's noise they are as fast."),
     ]
-    for label, m in rows:
-        v = rates[m]
-        lines.append(f"| {label} | {med[m]:,.0f} | {min(v):,.0f} | {max(v):,.0f} |")
-    lines += ["", f"Channel / topic (medians): **{med['channel'] / med['topic']:.2f}**"]
-    if min(rates["channel"]) <= max(rates["topic"]) and \
-            min(rates["topic"]) <= max(rates["channel"]):
-        lines += ["", "The two ranges overlap: within this run's noise they are as fast."]
-    lines.append("")
-    os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    with open(a.out, "w") as f:
-        f.write("\n".join(lines))
-    print("\n".join(lines))
+    common.write_report(a.out, lines)
 
 
 if __name__ == "__main__":

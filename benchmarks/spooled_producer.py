@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import shutil
-import signal
 import statistics
 import tempfile
 import threading
@@ -41,11 +39,9 @@ from aiokafka import AIOKafkaProducer  # noqa: E402
 from fchannel.integrations import aiokafka as fa  # noqa: E402
 from fchannel.integrations import confluent as fc  # noqa: E402
 from fchannel.integrations import kafka as fk  # noqa: E402
-from kafka import KafkaAdminClient, KafkaProducer  # noqa: E402
-from kafka.admin import NewTopic  # noqa: E402
+from kafka import KafkaProducer  # noqa: E402
 
-import fchannel  # noqa: E402
-from benchmarks.kafka_spool import start_broker  # noqa: E402
+from benchmarks import kafka_common as common  # noqa: E402
 from fchannel import FileChannel  # noqa: E402
 
 
@@ -220,15 +216,13 @@ def main():
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
                                                   "spooled_producer.md"))
     a = ap.parse_args()
-    proc, bootstrap = start_broker()
+    proc, bootstrap = common.start_broker()
     rates: dict[tuple, list[float]] = {(c, k): [] for c, k, _ in PATHS}
     lats: dict[tuple, list[float]] = {(c, k): [] for c, k, _ in PATHS}
     body = b"x" * a.size
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-        topics = [f"bench-{r}-{j}" for r in range(a.runs) for j in range(len(PATHS))]
-        admin.create_topics([NewTopic(t, a.partitions, 1) for t in topics])
-        admin.close()
+        common.create_topics(bootstrap, [f"bench-{r}-{j}" for r in range(a.runs)
+                                  for j in range(len(PATHS))], a.partitions)
         for r in range(a.runs):
             for j, (client, kind, run) in enumerate(PATHS):
                 d = tempfile.mkdtemp(prefix="spooled-producer-bench-")
@@ -241,8 +235,7 @@ def main():
                 lats[(client, kind)].extend(lat)
                 print(f"run {r} {client} {kind}: {rate:,.0f} rec/s", flush=True)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
+        common.stop_broker(proc)
     rows = []
     for client, kind, _ in PATHS:
         key = (client, kind)
@@ -250,7 +243,7 @@ def main():
         rows.append(f"| {client} | {kind} | {statistics.median(rates[key]):,.0f} | "
                     f"{min(rates[key]):,.0f} | {pct(lats[key], 50) * 1000:.2f} | "
                     f"{pct(lats[key], 99) * 1000:.2f} | {what} |")
-    lines = [
+    common.write_report(a.out, [
         "# SpooledProducer vs the bare producer (acks=all)",
         "",
         f"{a.records} records of {a.size} B round-robin over {a.partitions} partitions from "
@@ -262,11 +255,10 @@ def main():
         "until the broker's acknowledgement, for the SpooledProducer until `send` returned "
         "(the record is durable on local disk; the broker acknowledges it later).",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs (shared with other jobs), "
-        f"{platform.system()} {platform.release()}; Python {platform.python_version()}, "
-        f"kafka-python {kafka_pkg.__version__}, confluent-kafka {confluent_kafka.__version__} "
-        f"(librdkafka {confluent_kafka.libversion()[0]}), aiokafka {aiokafka.__version__}, "
-        f"fchannel {fchannel.__version__} (compiled: {fchannel.COMPILED}); FileChannel "
+        common.machine(f"kafka-python {kafka_pkg.__version__}, confluent-kafka "
+                       f"{confluent_kafka.__version__} (librdkafka "
+                       f"{confluent_kafka.libversion()[0]}), aiokafka {aiokafka.__version__}")
+        + "; FileChannel "
         "defaults (fsync per transaction: each send is one commit; concurrent senders share "
         "fdatasyncs).",
         "",
@@ -278,11 +270,7 @@ def main():
         "Reproduce: `python -m benchmarks.spooled_producer --records "
         f"{a.records} --senders {a.senders} --runs {a.runs}`",
         "",
-    ]
-    os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    with open(a.out, "w") as f:
-        f.write("\n".join(lines))
-    print("\n".join(lines))
+    ])
 
 
 if __name__ == "__main__":

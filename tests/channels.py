@@ -24,6 +24,26 @@ def make_file(tmp_path, **kw):
 FACTORIES = {"memory": make_memory, "file": make_file}
 
 
+def open_channel(path, **kw):
+    """A FileChannel in *path* (``checkpoint``, ``data``) for the integration
+    unit tests: no timed checkpoint, transactions of up to 100 events."""
+    kw.setdefault("checkpoint_interval", 3600)
+    kw.setdefault("transaction_capacity", min(100, kw.get("capacity", 100)))
+    return FileChannel(str(path / "checkpoint"), str(path / "data"), **kw)
+
+
+def take_all(ch):
+    """Take and commit everything *ch* holds, a transaction_capacity at a time."""
+    out = []
+    for _ in range(1000):
+        with ch.transaction() as tx:
+            got = tx.take_batch(ch.transaction_capacity)
+        if not got:
+            return out
+        out.extend(got)
+    raise AssertionError("channel did not empty")
+
+
 def move_concurrently(ch, *, producers: int, per: int, put_batch: int, consumers: int,
                       take_batch: int, roll_back_every: int = 0, timeout: float = 60.0):
     """Producer threads put ``per`` events each (``b"p-i"``) in batches,

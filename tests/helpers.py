@@ -66,3 +66,80 @@ class Child:
         finally:
             self.kill()
         return code, err
+
+
+class LoggedProcess:
+    """A child process whose output goes to a log file per run, for the
+    crash tests of the stream-processor apps (Faust, Quix). A subclass sets
+    ``argv`` (``cwd``), ``env``, ``label`` (how failures name it) and the
+    ``log`` path; ``runs`` counts the starts."""
+
+    argv: list[str]
+    env: dict[str, str]
+    label: str
+    cwd: str | None = None
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+        self.runs = 0
+
+    @property
+    def log(self) -> str:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        assert self.proc is None
+        self.runs += 1
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, stdout=out,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def last_int(self, pattern) -> int:
+        """The number the last match of *pattern* (a bytes regex with one
+        group) in the current run's log reports; 0 before the first."""
+        with open(self.log, "rb") as f:
+            found = pattern.findall(f.read())
+        return int(found[-1]) if found else 0
+
+    def wait(self, predicate, timeout: float, what: str) -> None:
+        import pytest
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if self.proc is not None and self.proc.poll() is not None:
+                pytest.fail(f"{self.label} exited ({self.proc.returncode}) while waiting for "
+                            f"{what}:\n{self.tail()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"timed out after {timeout}s waiting for {what}:\n{self.tail()}")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        self.proc = None
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM, then wait for a clean exit (SIGKILL and fail after *timeout*)."""
+        import pytest
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"{self.label} did not stop within {timeout}s:\n{self.tail()}")
+        self.proc = None
+
+    def ensure_dead(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc = None
+
+    def tail(self, n: int = 40) -> str:
+        try:
+            with open(self.log, "rb") as f:
+                return b"\n".join(f.read().splitlines()[-n:]).decode(errors="replace")
+        except OSError:
+            return "(no log)"

@@ -18,6 +18,18 @@ from tests.conftest import wait_for
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 
+# An agent a1 with a netcat source r1 on 127.0.0.1:{port} into channel c1 and a
+# sink k1: add the lines of c1 and k1 (fill {port} with str.format or write_conf).
+NETCAT_SOURCE = """
+a1.sources = r1
+a1.channels = c1
+a1.sinks = k1
+a1.sources.r1.type = netcat
+a1.sources.r1.bind = 127.0.0.1
+a1.sources.r1.port = {port}
+a1.sources.r1.channels = c1
+"""
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

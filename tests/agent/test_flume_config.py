@@ -9,17 +9,10 @@ import pytest
 from fchannel import ConfigError
 from fchannel.agent.config import ChannelOpenError, build_agent
 from fchannel.agent.properties import Context, parse_properties
-from tests.agent.helpers import free_port, send_lines, write_conf
+from tests.agent.helpers import NETCAT_SOURCE, free_port, send_lines, write_conf
 from tests.conftest import wait_for
 
-NETCAT = """
-a1.sources = r1
-a1.channels = c1
-a1.sinks = k1
-a1.sources.r1.type = netcat
-a1.sources.r1.bind = 127.0.0.1
-a1.sources.r1.port = {port}
-a1.sources.r1.channels = c1
+NETCAT = NETCAT_SOURCE + """\
 a1.channels.c1.type = memory
 a1.sinks.k1.type = logger
 a1.sinks.k1.channel = c1

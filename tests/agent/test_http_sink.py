@@ -12,7 +12,7 @@ from fchannel import Event, MemoryChannel
 from fchannel.agent import EventDeliveryError, Status
 from fchannel.agent.properties import Context
 from fchannel.sinks.http import HttpSink, decide
-from tests.agent.helpers import free_port, send_lines, write_conf
+from tests.agent.helpers import NETCAT_SOURCE, free_port, send_lines, write_conf
 from tests.conftest import wait_for
 
 
@@ -152,14 +152,7 @@ def test_bad_properties_are_named():
 def test_http_sink_end_to_end_loses_nothing_through_server_errors(agents, tmp_path, server):
     srv = server([503, 503, 500], then=200)
     port = free_port()
-    conf = write_conf(tmp_path / "h.properties", f"""
-a1.sources = r1
-a1.channels = c1
-a1.sinks = k1
-a1.sources.r1.type = netcat
-a1.sources.r1.bind = 127.0.0.1
-a1.sources.r1.port = {port}
-a1.sources.r1.channels = c1
+    conf = write_conf(tmp_path / "h.properties", NETCAT_SOURCE.format(port=port) + f"""\
 a1.channels.c1.type = memory
 a1.sinks.k1.type = http
 a1.sinks.k1.channel = c1

@@ -10,17 +10,17 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fchannel.agent.command import DEFAULT_MONITORING_PORT, _ComponentFilter
 from fchannel.agent.monitoring import is_counter, metric_name
-from tests.agent.helpers import free_port, http_get_json, http_get_text, send_lines, write_conf
+from tests.agent.helpers import (
+    NETCAT_SOURCE,
+    free_port,
+    http_get_json,
+    http_get_text,
+    send_lines,
+    write_conf,
+)
 from tests.conftest import wait_for
 
-FILE_AGENT = """
-a1.sources = r1
-a1.channels = c1
-a1.sinks = k1
-a1.sources.r1.type = netcat
-a1.sources.r1.bind = 127.0.0.1
-a1.sources.r1.port = {port}
-a1.sources.r1.channels = c1
+FILE_AGENT = NETCAT_SOURCE + """\
 a1.channels.c1.type = file
 a1.channels.c1.checkpointDir = ./cp
 a1.channels.c1.dataDirs = ./data

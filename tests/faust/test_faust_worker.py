@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -20,7 +18,7 @@ import pytest
 from fchannel.integrations.faust import MARK_PREFIX
 
 from fchannel import FileChannel
-from tests.helpers import ROOT
+from tests.helpers import ROOT, LoggedProcess
 from tests.kafka_producer import Producer
 
 pytestmark = pytest.mark.crash
@@ -30,13 +28,17 @@ FAUST = os.path.join(os.path.dirname(sys.executable), "faust")
 STORED = re.compile(rb"FB stored=(\d+)")
 
 
-class Worker:
+class Worker(LoggedProcess):
     """One ``faust -A faust_buffer worker`` process; output goes to a log file."""
+
+    argv = [FAUST, "-A", "faust_buffer", "worker", "--without-web", "-l", "info"]
+    cwd = EXAMPLES
 
     def __init__(self, kafka, topic: str, app_id: str, datadir, name: str,
                  **env: str) -> None:
+        super().__init__()
         self.datadir = str(datadir)
-        self.name = name
+        self.name = self.label = name
         self.env = dict(os.environ, FB_BROKER=f"kafka://{kafka.bootstrap}", FB_TOPIC=topic,
                         FB_DIR=self.datadir, FB_APP=app_id, FB_PROGRESS="1", FB_BATCH="100",
                         FB_SINK_DELAY="0.01",
@@ -44,62 +46,15 @@ class Worker:
                                                     os.environ.get("PYTHONPATH", "")]),
                         **env)
         self.env.pop("PYTHONWARNINGS", None)
-        self.proc: subprocess.Popen | None = None
-        self.runs = 0
 
     @property
     def log(self) -> str:
         return os.path.join(os.path.dirname(self.datadir), f"{self.name}-{self.runs}.log")
 
-    def start(self) -> None:
-        assert self.proc is None
-        self.runs += 1
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [FAUST, "-A", "faust_buffer", "worker", "--without-web", "-l", "info"],
-                cwd=EXAMPLES, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL)
-
     def stored(self) -> int:
         """Events this worker's channel has stored so far (its marks, summed),
         as last reported by the running process; 0 before its first commit."""
-        with open(self.log, "rb") as f:
-            found = STORED.findall(f.read())
-        return int(found[-1]) if found else 0
-
-    def wait(self, predicate, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if self.proc is not None and self.proc.poll() is not None:
-                pytest.fail(f"{self.name} exited ({self.proc.returncode}) while waiting for "
-                            f"{what}:\n{self.tail()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out after {timeout}s waiting for {what}:\n{self.tail()}")
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-        self.proc = None
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM, then wait for a clean exit (SIGKILL and fail after *timeout*)."""
-        if self.proc is None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail(f"{self.name} did not stop within {timeout}s:\n{self.tail()}")
-        self.proc = None
-
-    def ensure_dead(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-        self.proc = None
+        return self.last_int(STORED)
 
     def sink_lines(self) -> list[tuple[int, int]]:
         path = os.path.join(self.datadir, "sink.txt")
@@ -109,13 +64,6 @@ class Worker:
             data = f.read()
         data = data[:data.rfind(b"\n") + 1]      # complete lines only
         return [(int(p), int(o)) for p, o, _ in (ln.split(b" ", 2) for ln in data.splitlines())]
-
-    def tail(self, n: int = 40) -> str:
-        try:
-            with open(self.log, "rb") as f:
-                return b"\n".join(f.read().splitlines()[-n:]).decode(errors="replace")
-        except OSError:
-            return "(no log)"
 
 
 def _channel_state(datadir) -> tuple[int, int]:
@@ -299,16 +247,6 @@ def _commit_offsets(kafka, group: str, topic: str, offsets: dict[int, int]) -> N
         c.close()
 
 
-def _committed(kafka, group: str, topic: str, parts: int) -> dict[int, int | None]:
-    from kafka import KafkaConsumer, TopicPartition
-    c = KafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=group,
-                      enable_auto_commit=False)
-    try:
-        return {p: c.committed(TopicPartition(topic, p)) for p in range(parts)}
-    finally:
-        c.close()
-
-
 def test_offsets_moved_behind_or_past_the_marks(kafka, tmp_path, workers):
     """Faust's committed offsets changed while the worker was down: behind the
     channel's marks, the spool seeks forward and nothing is stored twice;
@@ -342,7 +280,7 @@ def test_offsets_moved_behind_or_past_the_marks(kafka, tmp_path, workers):
     # (events Faust had fetched before the seek still reach the spool, and
     # the marks drop them: dups counts them)
     # Faust went on committing past the skipped range (it is a gap to Faust)
-    assert _committed(kafka, app_id, topic, parts) == {p: total // parts for p in range(parts)}
+    assert kafka.committed(app_id, topic, parts) == {p: total // parts for p in range(parts)}
     # past the marks: 10 offsets of each partition committed but never stored
     produce(150)
     per = total // parts                 # each partition's end offset after these

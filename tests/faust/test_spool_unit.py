@@ -21,7 +21,8 @@ from fchannel.integrations.faust import (
     mark_key,
 )
 
-from fchannel import ConfigError, Event, FileChannel, MemoryChannel
+from fchannel import ConfigError, Event, MemoryChannel
+from tests.channels import open_channel, take_all
 
 
 @dataclass
@@ -57,22 +58,6 @@ class Ev:
 
 def evs(topic, partition, offsets, on_ack=None):
     return [Ev(Msg(topic, partition, o, f"{partition}:{o}".encode()), on_ack) for o in offsets]
-
-
-def open_channel(tmp_path, **kw):
-    kw.setdefault("transaction_capacity", 100)
-    kw.setdefault("checkpoint_interval", 3600)
-    return FileChannel(str(tmp_path / "ckpt"), str(tmp_path / "data"), **kw)
-
-
-def take_all(ch):
-    out = []
-    while True:
-        with ch.transaction() as tx:
-            got = tx.take_batch(100)
-        if not got:
-            return out
-        out.extend(got)
 
 
 async def run_flusher(spool, body):

@@ -1,7 +1,7 @@
-"""A spooling process for the crash tests of the confluent-kafka and aiokafka
-spoolers: ``main()`` reads ``client bootstrap topic group channel_dir mode
-batch_size [target]`` from argv (client: ``confluent`` or ``aiokafka``) and
-prints the lines the parent waits for, as tests/integrations/spool_child.py:
+"""A spooling process for the crash tests of the Kafka spoolers:
+``main()`` reads ``client bootstrap topic group channel_dir mode batch_size
+[target]`` from argv (client: ``kafka`` for kafka-python, ``confluent`` or
+``aiokafka``) and prints the lines the parent waits for:
 
 - ``ready``; ``assigned t:p,...`` after every assignment;
 - ``size N`` after every batch committed to the channel;
@@ -53,6 +53,13 @@ def run_confluent(bootstrap, topic, group, root, mode, batch_size, target) -> No
     ch = _channel(root)
     sp = ConfluentSpooler(consumer, ch, topics=[topic], on_assign=report,
                           batch_size=batch_size, batch_duration=0.05)
+    _spool(sp, ch, mode, target)
+    consumer.close()
+
+
+def _spool(sp, ch, mode, target) -> None:
+    """Run a blocking spooler until stdin closes (or, mode ``finish``, the
+    channel holds *target* events), printing the progress lines."""
     threading.Thread(target=lambda: (sys.stdin.read(), sp.stop()), daemon=True).start()
     print("ready", flush=True)
     while not sp.stopped:
@@ -64,6 +71,35 @@ def run_confluent(bootstrap, topic, group, root, mode, batch_size, target) -> No
     size = ch.size
     ch.close()
     print(f"done {size}", flush=True)
+
+
+def run_kafka(bootstrap, topic, group, root, mode, batch_size, target) -> None:
+    from fchannel.integrations.kafka import KafkaSpooler
+    from kafka import ConsumerRebalanceListener, KafkaConsumer
+
+    class Report(ConsumerRebalanceListener):
+        def on_partitions_revoked(self, revoked):
+            pass
+
+        def on_partitions_assigned(self, assigned):
+            parts = ",".join(f"{tp.topic}:{tp.partition}" for tp in sorted(assigned))
+            print(f"assigned {parts}", flush=True)
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                             enable_auto_commit=False, auto_offset_reset="earliest",
+                             session_timeout_ms=2000, heartbeat_interval_ms=500)
+    if mode == "window":
+        plain_commit = consumer.commit
+
+        def commit(offsets=None, **kw):
+            _hang_before_commit()
+            return plain_commit(offsets, **kw)
+        consumer.commit = commit   # type: ignore[method-assign]
+
+    ch = _channel(root)
+    sp = KafkaSpooler(consumer, ch, topics=[topic], listener=Report(),
+                      batch_size=batch_size, batch_duration=0.05)
+    _spool(sp, ch, mode, target)
     consumer.close()
 
 
@@ -118,9 +154,9 @@ def main() -> None:
     target = int(sys.argv[8]) if len(sys.argv) > 8 else None
     os.makedirs(root, exist_ok=True)
     logging.basicConfig(filename=os.path.join(root, f"child-{os.getpid()}.log"),
-                        level=logging.INFO,
+                        level=getattr(logging, os.environ.get("SPOOL_CHILD_LOG", "INFO")),
                         format="%(asctime)s %(threadName)s %(name)s %(message)s")
-    run = run_confluent if client == "confluent" else run_aiokafka
+    run = {"kafka": run_kafka, "confluent": run_confluent, "aiokafka": run_aiokafka}[client]
     run(bootstrap, topic, group, root, mode, int(batch_size), target)
 
 

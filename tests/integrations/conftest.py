@@ -98,6 +98,16 @@ class Broker:
         cfg.update(kw)
         return KafkaConsumer(**cfg)
 
+    def committed(self, group: str, topic: str, parts: int) -> dict[int, int | None]:
+        """*group*'s committed offset of each of the first *parts* partitions."""
+        from kafka import TopicPartition
+        c = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=group,
+                          enable_auto_commit=False)
+        try:
+            return {p: c.committed(TopicPartition(topic, p)) for p in range(parts)}
+        finally:
+            c.close()
+
     def read_all(self, topic: str, n: int, timeout: float = 30.0) -> list:
         """Read *n* records of *topic* from the beginning (no group)."""
         from kafka import TopicPartition

@@ -12,7 +12,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fchannel.integrations.aiokafka import AioKafkaSpooler, ProducerTarget, drain, drain_all
 
 from fchannel import ConfigError, Event, MemoryChannel
-from tests.integrations.test_confluent_spooler import committed, fill, open_channel, take_all
+from tests.integrations.test_confluent_spooler import (
+    check_restarted,
+    committed,
+    fill,
+    full_channel_topic,
+    open_channel,
+    take_all,
+)
 
 
 def consumer(kafka, group, **extra):
@@ -84,16 +91,12 @@ def test_restart_starts_at_the_marks_not_the_group_offsets(kafka, tmp_path):
         events = take_all(ch)
     finally:
         ch.close()
-    assert sorted(e.body for e in events) == sorted(
-        [f"a{i}".encode() for i in range(100)] + [f"b{i}".encode() for i in range(40)])
-    assert committed(kafka, group, topic, 2) == {0: 70, 1: 70}
+    check_restarted(kafka, group, topic, events)
 
 
 def test_full_channel_pauses_and_keeps_everything(kafka, tmp_path):
-    topic = kafka.create_topic(partitions=1)
     n = 120
-    kafka.produce(topic, [f"m{i}".encode() for i in range(n)], partitions=1)
-    ch = open_channel(tmp_path, capacity=50, transaction_capacity=50, keep_alive=0.0)
+    topic, ch = full_channel_topic(kafka, tmp_path, n)
     got: list = []
     paused_seen = []
 

@@ -50,6 +50,22 @@ def committed(kafka, group, topic, parts):
         c.close()
 
 
+def check_restarted(kafka, group, topic, events):
+    """The restart test's end: the 100 records spooled before the restart and
+    the 40 after, each once, and the group's offsets brought up to the marks."""
+    assert sorted(e.body for e in events) == sorted(
+        [f"a{i}".encode() for i in range(100)] + [f"b{i}".encode() for i in range(40)])
+    assert committed(kafka, group, topic, 2) == {0: 70, 1: 70}
+
+
+def full_channel_topic(kafka, tmp_path, n):
+    """A one-partition topic holding m0..m<n-1> and a channel of 50 events,
+    too small for them: (topic, channel)."""
+    topic = kafka.create_topic(partitions=1)
+    kafka.produce(topic, [f"m{i}".encode() for i in range(n)], partitions=1)
+    return topic, open_channel(tmp_path, capacity=50, transaction_capacity=50, keep_alive=0.0)
+
+
 def test_spools_every_record_once_with_marks_and_offsets(kafka, tmp_path):
     topic = kafka.create_topic(partitions=3)
     n = 300
@@ -104,16 +120,12 @@ def test_restart_starts_at_the_marks_not_the_group_offsets(kafka, tmp_path):
         c.close()
         ch.close()
     assert len(events) == 140
-    assert sorted(e.body for e in events) == sorted(
-        [f"a{i}".encode() for i in range(100)] + [f"b{i}".encode() for i in range(40)])
-    assert committed(kafka, group, topic, 2) == {0: 70, 1: 70}
+    check_restarted(kafka, group, topic, events)
 
 
 def test_full_channel_pauses_and_keeps_everything(kafka, tmp_path):
-    topic = kafka.create_topic(partitions=1)
     n = 120
-    kafka.produce(topic, [f"m{i}".encode() for i in range(n)], partitions=1)
-    ch = open_channel(tmp_path, capacity=50, transaction_capacity=50, keep_alive=0.0)
+    topic, ch = full_channel_topic(kafka, tmp_path, n)
     c = consumer(kafka, kafka.name("g"))
     try:
         sp = ConfluentSpooler(c, ch, topics=[topic], batch_size=20, batch_duration=0.05,

@@ -2,7 +2,11 @@
 the channel commit and the Kafka offset commit: after a restart the channel
 holds every message exactly once, in partition order. Two spoolers in one
 group split the partitions and, when one dies, the other takes its
-partitions over with nothing lost."""
+partitions over with nothing lost.
+
+The two scenarios (``sigkill_rounds``, ``two_spoolers_one_killed``) serve
+every client: test_client_crash.py runs them for confluent-kafka and aiokafka.
+"""
 from __future__ import annotations
 
 import os
@@ -10,7 +14,6 @@ import random
 import time
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition  # noqa: E402
 
 from fchannel import FileChannel
 from tests.conftest import wait_for
@@ -18,17 +21,19 @@ from tests.helpers import Child
 
 pytestmark = pytest.mark.crash
 
-CHILD = "from tests.integrations.spool_child import main; main()"
+CHILD = "from tests.integrations.client_spool_child import main; main()"
 
 
-def _spooler(kafka, topic, group, root, mode, batch_size, target=None):
-    args = [kafka.bootstrap, topic, group, str(root), mode, str(batch_size)]
+def spooler(client, kafka, topic, group, root, mode, batch_size, target=None):
+    """A child process spooling *topic* with *client*'s spooler (see
+    client_spool_child.py for its argv and the lines it prints)."""
+    args = [client, kafka.bootstrap, topic, group, str(root), mode, str(batch_size)]
     if target is not None:
         args.append(str(target))
     return Child(CHILD, *args)
 
 
-def _read_channel(root):
+def read_channel(root):
     ch = FileChannel(os.path.join(root, "ckpt"), os.path.join(root, "data"),
                      minimum_required_space=0)
     try:
@@ -43,22 +48,32 @@ def _read_channel(root):
         ch.close()
 
 
-def _by_partition(events):
+def by_partition(events):
     parts: dict[int, list] = {}
     for e in events:
         parts.setdefault(int(e.headers["partition"]), []).append(e)
     return parts
 
 
-def test_sigkill_spooler_repeatedly_exactly_once(kafka, tmp_path):
-    """Six spooling processes are killed with SIGKILL, three exactly between
-    the channel commit and the Kafka commit, three at a random moment while
-    they spool; new messages arrive before each round. A last process spools
-    the rest: the channel holds every message once, in partition order."""
+def assigned(child, want: int, timeout: float = 60) -> set:
+    """Read ``assigned`` lines until one names *want* partitions."""
+    deadline = time.monotonic() + timeout
+    while True:
+        line = child.expect("assigned", max(0.1, deadline - time.monotonic()))
+        got = {p for p in line.split(" ", 1)[1].split(",") if p} if " " in line else set()
+        if len(got) == want:
+            return got
+
+
+def sigkill_rounds(client, kafka, tmp_path, *, parts: int, chunk: int, rounds: int) -> None:
+    """*rounds* spooling processes are SIGKILLed: even rounds exactly between
+    the channel commit and the Kafka commit, odd ones at a random moment while
+    they spool; *chunk* new messages arrive before each round. A last process
+    spools the rest: the channel holds every message once, in partition
+    order, and the marks are at the end of every partition."""
     seed = int(os.environ.get("FCHANNEL_TEST_SEED", time.time_ns() % 100_000))
     rng = random.Random(seed)
     print(f"seed={seed}")
-    parts, chunk, rounds = 3, 600, 6
     topic = kafka.create_topic(partitions=parts)
     sent = 0
 
@@ -72,7 +87,7 @@ def test_sigkill_spooler_repeatedly_exactly_once(kafka, tmp_path):
     for round_ in range(rounds):
         produce(chunk)
         mode = "window" if round_ % 2 == 0 else "random"
-        child = _spooler(kafka, topic, group, root, mode, rng.randint(5, 40))
+        child = spooler(client, kafka, topic, group, root, mode, rng.randint(5, 40))
         try:
             child.expect("ready", 30)
             if mode == "window":
@@ -84,7 +99,7 @@ def test_sigkill_spooler_repeatedly_exactly_once(kafka, tmp_path):
             child.kill()
     produce(chunk)
     n, per_part = sent, sent // parts
-    child = _spooler(kafka, topic, group, root, "finish", 50, target=n)
+    child = spooler(client, kafka, topic, group, root, "finish", 50, target=n)
     try:
         done = child.expect("done", 120)
         code, err = child.finish()
@@ -92,39 +107,19 @@ def test_sigkill_spooler_repeatedly_exactly_once(kafka, tmp_path):
         child.kill()
     assert code == 0, err
     assert done == f"done {n}"
-    events, marks = _read_channel(root)
+    events, marks = read_channel(root)
     assert len(events) == n
-    for p, evs in _by_partition(events).items():
+    for p, evs in by_partition(events).items():
         assert [int(e.headers["offset"]) for e in evs] == list(range(per_part))
         assert [e.body for e in evs] == [f"{p}:{i}".encode() for i in range(per_part)]
         assert marks[f"kafka:{topic}:{p}"] == per_part
 
 
-def _committed(kafka, group, topic, parts):
-    c = KafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=group,
-                      enable_auto_commit=False)
-    try:
-        return {p: c.committed(TopicPartition(topic, p)) for p in range(parts)}
-    finally:
-        c.close()
-
-
-def _assigned(child, want: int, timeout: float = 60) -> set:
-    """Read ``assigned`` lines until one names *want* partitions."""
-    deadline = time.monotonic() + timeout
-    while True:
-        line = child.expect("assigned", max(0.1, deadline - time.monotonic()))
-        got = {p for p in line.split(" ", 1)[1].split(",") if p} if " " in line else set()
-        if len(got) == want:
-            return got
-
-
-def test_two_spoolers_split_partitions_and_survive_one_death(kafka, tmp_path):
+def two_spoolers_one_killed(client, kafka, tmp_path) -> None:
     """Two spooling processes, each with its own channel, in one group: they
-    split the partitions; when one is killed the other takes its partitions
-    over. Together the channels hold every message (each channel once, in
-    partition order); only what the dead one had not committed to Kafka may
-    be in both."""
+    split the partitions; A is killed mid-stream and B takes its partitions
+    over. Together the channels hold every message; each channel alone has no
+    duplicate and keeps partition order."""
     parts, chunk = 4, 400
     topic = kafka.create_topic(partitions=parts)
     sent = 0
@@ -135,26 +130,26 @@ def test_two_spoolers_split_partitions_and_survive_one_death(kafka, tmp_path):
                               for i in range(sent, sent + chunk)])
         sent += chunk
     group = kafka.name("g")
-    a = _spooler(kafka, topic, group, tmp_path / "a", "run", 10)
+    a = spooler(client, kafka, topic, group, tmp_path / "a", "run", 10)
     b = None
     try:
         a.expect("ready", 30)
-        _assigned(a, parts)
+        assigned(a, parts)
         produce()
         a.expect("size", 30)
-        b = _spooler(kafka, topic, group, tmp_path / "b", "run", 10)
+        b = spooler(client, kafka, topic, group, tmp_path / "b", "run", 10)
         b.expect("ready", 30)
-        got_b = _assigned(b, 2)
-        got_a = _assigned(a, 2)
+        got_b = assigned(b, 2)
+        got_a = assigned(a, 2)
         assert got_a.isdisjoint(got_b) and len(got_a | got_b) == parts
         produce()                      # both spool their half ...
         b.expect("size", 30)
         a.expect("size", 30)
         a.kill()                       # ... and A dies in the middle
         produce()
-        assert len(_assigned(b, parts)) == parts   # B takes A's partitions over
+        assert len(assigned(b, parts)) == parts   # B takes A's partitions over
         ends = sent // parts
-        wait_for(lambda: all(v == ends for v in _committed(kafka, group, topic, parts).values()),
+        wait_for(lambda: all(v == ends for v in kafka.committed(group, topic, parts).values()),
                  90, interval=0.2, what="the group to have spooled every partition")
         code, err = b.finish()
         assert code == 0, err
@@ -162,12 +157,29 @@ def test_two_spoolers_split_partitions_and_survive_one_death(kafka, tmp_path):
         a.kill()
         if b is not None:
             b.kill()
-    ev_a, _ = _read_channel(tmp_path / "a")
-    ev_b, marks_b = _read_channel(tmp_path / "b")
+    ev_a, _ = read_channel(tmp_path / "a")
+    ev_b, marks_b = read_channel(tmp_path / "b")
     for events in (ev_a, ev_b):    # each channel: no duplicates, partition order
-        for evs in _by_partition(events).values():
+        for evs in by_partition(events).values():
             offs = [int(e.headers["offset"]) for e in evs]
             assert offs == sorted(set(offs))
     seen = {(int(e.headers["partition"]), int(e.headers["offset"])) for e in ev_a + ev_b}
     assert seen == {(p, o) for p in range(parts) for o in range(ends)}   # nothing lost
     assert all(marks_b[f"kafka:{topic}:{p}"] == ends for p in range(parts))
+
+
+def test_sigkill_spooler_repeatedly_exactly_once(kafka, tmp_path):
+    """Six kafka-python spooling processes are killed with SIGKILL, three
+    exactly between the channel commit and the Kafka commit, three at a
+    random moment while they spool; new messages arrive before each round. A
+    last process spools the rest: the channel holds every message once, in
+    partition order."""
+    sigkill_rounds("kafka", kafka, tmp_path, parts=3, chunk=600, rounds=6)
+
+
+def test_two_spoolers_split_partitions_and_survive_one_death(kafka, tmp_path):
+    """Two kafka-python spooling processes in one group split the partitions;
+    when one is killed the other takes its partitions over. Together the
+    channels hold every message (each channel once, in partition order); only
+    what the dead one had not committed to Kafka may be in both."""
+    two_spoolers_one_killed("kafka", kafka, tmp_path)

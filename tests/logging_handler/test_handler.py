@@ -12,25 +12,9 @@ import time
 import pytest
 from fchannel.integrations.logging import ChannelHandler
 
-from fchannel import ChannelFullError, ConfigError, FileChannel, MemoryChannel
+from fchannel import ChannelFullError, ConfigError, MemoryChannel
+from tests.channels import open_channel, take_all
 from tests.conftest import wait_for
-
-
-def open_channel(path, **kw):
-    kw.setdefault("checkpoint_interval", 3600)
-    kw.setdefault("transaction_capacity", min(100, kw.get("capacity", 100)))
-    return FileChannel(str(path / "checkpoint"), str(path / "data"), **kw)
-
-
-def take_all(ch):
-    out = []
-    for _ in range(1000):
-        with ch.transaction() as tx:
-            got = tx.take_batch(ch.transaction_capacity)
-        if not got:
-            return out
-        out.extend(got)
-    raise AssertionError("channel did not empty")
 
 
 @pytest.fixture

@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
 import sys
-import time
 from collections import Counter
 
 import pytest
 
 from fchannel import FileChannel
-from tests.helpers import ROOT
+from tests.helpers import ROOT, LoggedProcess
 from tests.kafka_producer import Producer
 
 pytestmark = pytest.mark.crash
@@ -32,29 +29,24 @@ STORED = re.compile(rb"QX stored=(\d+)")
 DUPS = re.compile(rb"QX stored=\d+ dups=(\d+)")
 
 
-class App:
+class App(LoggedProcess):
     """One ``quix_app.py`` process; its output goes to a log file per run."""
 
+    argv = [sys.executable, APP]
+    label = "the app"
+
     def __init__(self, kafka, topic: str, group: str, datadir, **env: str) -> None:
+        super().__init__()
         self.datadir = str(datadir)
         os.makedirs(self.datadir, exist_ok=True)
         self.env = dict(os.environ, QX_BROKER=kafka.bootstrap, QX_TOPIC=topic, QX_GROUP=group,
                         QX_DIR=self.datadir,
                         PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), **env)
         self.env.pop("PYTHONWARNINGS", None)
-        self.proc: subprocess.Popen | None = None
-        self.runs = 0
 
     @property
     def log(self) -> str:
         return os.path.join(self.datadir, f"app-{self.runs}.log")
-
-    def start(self) -> None:
-        assert self.proc is None
-        self.runs += 1
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen([sys.executable, APP], env=self.env, stdout=out,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     def flushes(self) -> int:
         """Sink flushes the current run has reported."""
@@ -62,55 +54,11 @@ class App:
             return len(STORED.findall(f.read()))
 
     def stored(self) -> int:
-        with open(self.log, "rb") as f:
-            found = STORED.findall(f.read())
-        return int(found[-1]) if found else 0
+        return self.last_int(STORED)
 
     def duplicates(self) -> int:
         """Records the current run dropped as already stored, as last reported."""
-        with open(self.log, "rb") as f:
-            found = DUPS.findall(f.read())
-        return int(found[-1]) if found else 0
-
-    def wait(self, predicate, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if self.proc is not None and self.proc.poll() is not None:
-                pytest.fail(f"the app exited ({self.proc.returncode}) while waiting for "
-                            f"{what}:\n{self.tail()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out after {timeout}s waiting for {what}:\n{self.tail()}")
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-        self.proc = None
-
-    def stop(self, timeout: float = 30.0) -> None:
-        if self.proc is None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail(f"the app did not stop within {timeout}s:\n{self.tail()}")
-        self.proc = None
-
-    def ensure_dead(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-        self.proc = None
-
-    def tail(self, n: int = 40) -> str:
-        try:
-            with open(self.log, "rb") as f:
-                return b"\n".join(f.read().splitlines()[-n:]).decode(errors="replace")
-        except OSError:
-            return "(no log)"
+        return self.last_int(DUPS)
 
     def channel_contents(self) -> tuple[list[tuple[int, int, bytes]], int]:
         """((partition, offset, body) of every event, sum of the partition marks)."""

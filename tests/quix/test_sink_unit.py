@@ -10,24 +10,8 @@ import pytest
 from fchannel.integrations.quix import FileChannelSink, to_bytes
 from quixstreams.sinks import SinkBackpressureError
 
-from fchannel import ChannelError, ConfigError, Event, FileChannel, MemoryChannel
-
-
-def open_channel(tmp_path, **kw):
-    kw.setdefault("checkpoint_interval", 3600)
-    kw.setdefault("transaction_capacity", min(100, kw.get("capacity", 100)))
-    return FileChannel(str(tmp_path / "ckpt"), str(tmp_path / "data"), **kw)
-
-
-def take_all(ch):
-    out = []
-    for _ in range(1000):
-        with ch.transaction() as tx:
-            got = tx.take_batch(ch.transaction_capacity)
-        if not got:
-            return out
-        out.extend(got)
-    raise AssertionError("channel did not empty")
+from fchannel import ChannelError, ConfigError, Event, MemoryChannel
+from tests.channels import open_channel, take_all
 
 
 def add(sink, topic, partition, offsets, value=lambda o: b"v%d" % o, key=None, headers=None):

@@ -61,3 +61,36 @@ def kafka_events(topic: str, partition: int, offsets, ts: int = 1_700_000_000_00
     return [Event(f"{topic}-{partition}-{o}".encode(),
                   {"topic": topic, "partition": str(partition), "offset": str(o),
                    "timestamp": str(ts)}) for o in offsets]
+
+
+OFFSET_AGENT_CONF = """
+a1.sources = r1
+a1.channels = c1
+a1.sinks = k1
+a1.sources.r1.type = tests.sinks.offset_source:OffsetSource
+a1.sources.r1.channels = c1
+a1.sources.r1.partitions = {partitions}
+a1.sources.r1.count = {count}
+a1.sources.r1.batchSize = 40
+a1.sources.r1.repeatEvery = 7
+a1.sources.r1.delayMs = 3
+a1.channels.c1.type = file
+a1.channels.c1.checkpointDir = {dir}/checkpoint
+a1.channels.c1.dataDirs = {dir}/data
+a1.channels.c1.checkpointInterval = 1000
+a1.sinks.k1.type = hdfs
+a1.sinks.k1.channel = c1
+a1.sinks.k1.hdfs.path = {hdfs_path}
+a1.sinks.k1.hdfs.exactlyOnce = true
+a1.sinks.k1.hdfs.rollCount = 97
+a1.sinks.k1.hdfs.rollSize = 0
+a1.sinks.k1.hdfs.rollInterval = 0.5
+a1.sinks.k1.hdfs.batchSize = 50
+"""
+
+
+def offset_agent_conf(hdfs_path: str, more: str = "") -> str:
+    """The crash tests' agent (tests.sinks.offset_source -> file channel ->
+    exactly-once hdfs sink writing to *hdfs_path*) plus the lines *more*, a
+    template for ``write_conf`` (``{dir}``, ``{partitions}``, ``{count}``)."""
+    return OFFSET_AGENT_CONF.replace("{hdfs_path}", hdfs_path) + more

@@ -17,34 +17,12 @@ from fchannel.sinks._targets import SpoolDir
 from tests.agent.helpers import agents, write_conf  # noqa: F401
 from tests.conftest import wait_for
 from tests.helpers import Child
+from tests.sinks.helpers import offset_agent_conf
 
 NAME = re.compile(r"^(?P<topic>[\w.-]+)\+(?P<p>\d+)\+(?P<first>\d{20})\+(?P<last>\d{20})$")
 
-CONF = """
-a1.sources = r1
-a1.channels = c1
-a1.sinks = k1
-a1.sources.r1.type = tests.sinks.offset_source:OffsetSource
-a1.sources.r1.channels = c1
-a1.sources.r1.partitions = {partitions}
-a1.sources.r1.count = {count}
-a1.sources.r1.batchSize = 40
-a1.sources.r1.repeatEvery = 7
-a1.sources.r1.delayMs = 3
-a1.channels.c1.type = file
-a1.channels.c1.checkpointDir = {dir}/checkpoint
-a1.channels.c1.dataDirs = {dir}/data
-a1.channels.c1.checkpointInterval = 1000
-a1.sinks.k1.type = hdfs
-a1.sinks.k1.channel = c1
-a1.sinks.k1.hdfs.path = s3://{bucket}/%{{topic}}
-a1.sinks.k1.hdfs.exactlyOnce = true
-a1.sinks.k1.hdfs.rollCount = 97
-a1.sinks.k1.hdfs.rollSize = 0
-a1.sinks.k1.hdfs.rollInterval = 0.5
-a1.sinks.k1.hdfs.batchSize = 50
-a1.sinks.k1.hdfs.spoolDir = {dir}/spool
-"""
+CONF = offset_agent_conf("s3://{bucket}/%{{topic}}",
+                        "a1.sinks.k1.hdfs.spoolDir = {dir}/spool\n")
 
 
 def spooled(spool: Path) -> list[Path]:
