@@ -33,7 +33,7 @@ def main(sdist: str, wheel: str) -> int:
     with tarfile.open(sdist) as t:
         names = [n.split("/", 1)[1] for n in t.getnames() if "/" in n]
     for need in ("LICENSE", "setup.py", "fchannel/_event.py", "fchannel/_event.pxd",
-                 "fchannel/file/_codec.pyx", "fchannel/file/_codec.pyi",
+                 "fchannel/file/_codec.pyx", "fchannel/file/_codec.pyi", "fchannel/file/_crc32.h",
                  "fchannel/file/_queue.pyx", "fchannel/file/_queue.pyi",
                  "fchannel/file/fchannel.proto", "fchannel/rpc/fchannel_rpc.proto"):
         if need not in names:

@@ -394,3 +394,16 @@ def test_compiled_and_pure_queues_agree(ops, capacity):
         assert (qs[0].head, qs[0].size) == (qs[1].head, qs[1].size)
         assert qs[0].refs() == qs[1].refs()
     assert list(rings[0]) == list(rings[1])
+
+
+@needs_compiled
+@fuzz
+@given(data=st.binary(max_size=2000), start=st.integers(0, 15), seed=st.integers(0, (1 << 32) - 1))
+def test_the_compiled_crc_is_zlibs(data, start, seed):
+    # the compiled codec folds with carry-less multiplication where the CPU
+    # can; the checksum on disk must stay zlib's CRC-32 for every length and
+    # alignment (the pure twin and older files use zlib's)
+    import zlib
+    view = memoryview(data)[start:]
+    assert COMPILED_CODEC.crc(view, seed) == zlib.crc32(view, seed)
+    assert COMPILED_CODEC.crc(view) == zlib.crc32(view)
