@@ -169,7 +169,7 @@ class SyncSpooledProducer(SpooledProducerBase):
         nothing waits). Known from the drainer's current take: right after a
         restart it is the age of the first record taken."""
         with self._cond:
-            if self._oldest is None:
+            if self._oldest is None or self.channel.size + self._inflight == 0:   # nothing waits
                 return 0.0
             return max(0.0, time.time() - self._oldest)
 

@@ -363,7 +363,9 @@ class SpooledProducer(SpooledProducerBase):
     def oldest_age(self) -> float:
         """Seconds since the oldest record still waiting was sent (0 when
         nothing waits), as seen by the delivery task's current take."""
-        return 0.0 if self._oldest is None else max(0.0, time.time() - self._oldest)
+        if self._oldest is None or self.backlog == 0:   # nothing waits
+            return 0.0
+        return max(0.0, time.time() - self._oldest)
 
     async def flush(self, timeout: float | None = None) -> int:
         """Wait until every stored record is delivered, or *timeout* seconds.
