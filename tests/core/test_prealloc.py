@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 
 from fchannel import Event, FileChannel
 from fchannel.file.log import PREALLOC_STEP, list_logs
@@ -69,10 +70,13 @@ def test_a_log_left_with_its_zero_tail_by_a_kill_opens_clean(tmp_path):
         time.sleep(60)
     """)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    watchdog = threading.Timer(60, proc.kill)   # a hung child ends the readline
+    watchdog.start()
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == b"OK"
     finally:
+        watchdog.cancel()
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
     assert any(os.path.getsize(p) >= PREALLOC_STEP for p in _logs(tmp_path))
