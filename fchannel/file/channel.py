@@ -116,6 +116,7 @@ class FileChannel(ChannelBase):
         self._log.start_writers()
         self._txn_ids = _TxnIds(max(self._replay.max_txn_id, ckpt.next_txn_id if ckpt else 0))
         st = ChannelState(queue, s.capacity, self._replay.marks, self.name)
+        self._log.on_sync_failure = st.fail   # every failed fdatasync stops the channel
         self._committer = Committer(st, self._log, s.fsync_per_transaction)
         self._checkpointer = Checkpointer(st, self._log, self._store, self._committer.gate,
                                           self._txn_ids.peek, s.checkpoint_dir, s.backup_dir)
@@ -189,8 +190,8 @@ class FileChannel(ChannelBase):
             try:
                 self._log.sync_all()
             except (OSError, ChannelError) as exc:
+                # the log has put the channel in the failed state (on_sync_failure)
                 log.error("%s: periodic fsync failed, the channel stops: %s", self.name, exc)
-                self._state().fail(f"a periodic fsync failed ({exc})")
                 return
 
     # ---- the channel face -----------------------------------------------------------------

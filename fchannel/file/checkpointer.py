@@ -55,8 +55,7 @@ class Checkpointer:
         except Exception as exc:
             with self.st.cond:
                 self.st.counters["checkpoint_error"] += 1
-            if self.log.sync_failed is not None:
-                self.st.fail(str(self.log.sync_failed))
+            if self.log.sync_failed is not None:   # the log has put the channel in failed state
                 log.error("%s: checkpoint failed, the channel stops: %s", self.st.name, exc)
             else:
                 log.error("%s: checkpoint failed (will retry): %s", self.st.name, exc)

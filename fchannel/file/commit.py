@@ -105,8 +105,6 @@ class Committer:
             return self.log.write(tx.dir, tx.buf, tx.starts)
         except BaseException as exc:
             tx.failed = f"{what} failed ({exc})"
-            if self.log.sync_failed is not None:   # a roll's sync of the previous file
-                self.st.fail(str(self.log.sync_failed))
             raise
 
     def _sync(self, tx: FileTransaction, fid: int, end: int) -> None:
@@ -208,12 +206,7 @@ class Committer:
         try:
             with self.log.lock:
                 st.check_open()
-                try:
-                    _p, fid, end = self.log.write(tx.dir, buf, None, _files_of(tx.taken))
-                except BaseException:
-                    if self.log.sync_failed is not None:
-                        self.st.fail(str(self.log.sync_failed))
-                    raise
+                _p, fid, end = self.log.write(tx.dir, buf, None, _files_of(tx.taken))
             if self.fsync:
                 self._sync(tx, fid, end)
             with st.cond:

@@ -14,7 +14,7 @@ import re
 import struct
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from fchannel._compat import codec, queue
@@ -208,8 +208,9 @@ class Log:
         self.syncs = 0
         #: per data dir: (when, free bytes, bytes_written then) of the last statvfs
         self._space: dict[int, tuple[float, int, int]] = {}
-        #: the first failed fdatasync (see _fdatasync)
+        #: the first failed fdatasync (see _fdatasync), and who is told of it
         self.sync_failed: ChannelError | None = None
+        self.on_sync_failure: Callable[[str], None] | None = None
 
     # ---- opening --------------------------------------------------------------
     def start_writers(self) -> None:
@@ -427,11 +428,18 @@ class Log:
         except OSError as exc:
             if self.sync_failed is None:
                 self.sync_failed = from_os_error(exc, self.name, f"syncing {path}")
-            raise self.sync_failed from exc
+                if self.on_sync_failure is not None:
+                    self.on_sync_failure(str(self.sync_failed))
+            raise self._sync_error() from exc
 
     def _check_synced(self) -> None:
         if self.sync_failed is not None:
-            raise self.sync_failed
+            raise self._sync_error()
+
+    def _sync_error(self) -> ChannelError:
+        """A new exception like the first failed sync's (each raise its own)."""
+        assert self.sync_failed is not None
+        return type(self.sync_failed)(str(self.sync_failed))
 
     def sync(self, file_id: int, offset: int, others: bool = False) -> None:
         """Return once ``file_id`` is on disk up to *offset*.  Concurrent callers
