@@ -97,7 +97,7 @@ class FileChannel(ChannelBase):
             with identity.dir_errors(setting, d, self.name):
                 os.makedirs(d, exist_ok=True)
                 self._lock(d)
-        self._identity = identity.establish(s, self.name)   # again, under the locks
+        identity.establish(s, self.name)   # decided again under the locks, then written
         gc.finish(s.checkpoint_dir, s.data_dirs, self.name)
         self._log = Log(s.data_dirs, s.max_file_size, s.minimum_required_space, self.name)
         self._store = CheckpointStore(s.checkpoint_dir, s.capacity, s.backup_dir, self.name)
