@@ -1,8 +1,10 @@
 """Helpers for tests that run a FileChannel in a child process."""
 from __future__ import annotations
 
+import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -143,3 +145,24 @@ class LoggedProcess:
                 return b"\n".join(f.read().splitlines()[-n:]).decode(errors="replace")
         except OSError:
             return "(no log)"
+
+
+# Ports for the tests' servers come from below the kernel's ephemeral range
+# (32768 and up here), a block per pytest-xdist worker: a port found free
+# cannot then be handed by the kernel to another worker's bind(port 0) or
+# client socket before the test's server binds it.
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").lstrip("gw") or 0)
+_PORTS = itertools.cycle(range(20000 + 1000 * (_WORKER % 12), 21000 + 1000 * (_WORKER % 12)))
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on, from this worker's block."""
+    for _ in range(1000):
+        port = next(_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in this worker's block")

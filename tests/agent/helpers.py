@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import wait_for
+from tests.helpers import free_port  # noqa: F401 - tests import it from here
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
@@ -29,12 +30,6 @@ a1.sources.r1.bind = 127.0.0.1
 a1.sources.r1.port = {port}
 a1.sources.r1.channels = c1
 """
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class AgentProcess:

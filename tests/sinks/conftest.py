@@ -6,20 +6,15 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
+from tests.helpers import free_port
+
 KEY = "testing"
 SECRET = "testing"   # moto accepts any credentials
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class S3Endpoint:
@@ -58,7 +53,7 @@ class S3Endpoint:
 def moto_s3_server() -> Iterator[str]:
     """moto's S3 server on a free loopback port; yields its URL."""
     from moto.server import ThreadedMotoServer
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     try:
