@@ -94,7 +94,9 @@ def test_every_flushed_or_committed_record_survives_sigkill(tmp_path, n):
         got = _take_all(directory)
         # exactly a prefix of what was logged, in order, once each
         assert got == [f"r{rnd}-{i}" for i in range(len(got))], got[:20]
-        assert len(got) <= seen["logged"] + 1
+        # records 0..logged were reported, and the call after them may have
+        # handed its record off before the kill cut its report
+        assert len(got) <= (seen["logged"] + 1) + 1
         must = max(seen["flushed"] + 1, seen["committed"])
         assert must > 0 and seen["flushed"] >= 0, seen
         assert len(got) >= must, (f"round {rnd}: {len(got)} records in the channel, but "
