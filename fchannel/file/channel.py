@@ -48,6 +48,9 @@ class FileChannel(ChannelBase):
     seconds.  Opening takes the directories' locks and replays.
     """
 
+    #: seals (encrypts) put payloads when encryption at rest is configured
+    _sealer: Any = None
+
     def __init__(self, checkpoint_dir: str | os.PathLike, data_dirs: Any,
                  capacity: int = 1_000_000, transaction_capacity: int = 10_000,
                  checkpoint_interval: float = 30.0, max_file_size: int = 1_623_195_647,

@@ -5,8 +5,8 @@ and rollback.
 A put commit appends its buffer plus a commit record to the log of its data
 dir under the log lock (which hands out write-order ids, so the order of
 records is the order of commits), syncs, and only then appends its pointers
-to the queue, in commit order (tickets).  A take commit writes its take
-records and a commit record, syncs, and frees the room.  Commits hold the
+to the queue, in commit order (tickets).  A take commit writes one commit
+record naming the events it took, syncs, and frees the room.  Commits hold the
 checkpoint gate (shared) until they are applied, so a checkpoint sees each
 one wholly applied or not begun.
 """
@@ -198,9 +198,8 @@ class Committer:
         return applied
 
     def _commit_takes(self, tx: FileTransaction) -> None:
-        buf = bytearray()
-        codec.encode_takes(buf, tx.id, tx.taken)
-        codec.encode_commit(buf, tx.id, F.COMMIT_TAKES, len(tx.taken), tx.marks)
+        buf = bytearray()   # one record names every event taken (docs/FORMAT.md)
+        codec.encode_commit(buf, tx.id, F.COMMIT_TAKES, len(tx.taken), tx.marks, tx.taken)
         st = self.st
         self.gate.enter_shared()
         try:

@@ -97,6 +97,13 @@ def encode_log_header(file_id: int, created_woid: int) -> bytes:
 
 def decode_log_header(data: bytes, path: str = "log") -> tuple[int, int]:
     """``(file_id, created_woid)``; CorruptionError if damaged."""
+    file_id, created, _version = decode_log_header_version(data, path)
+    return file_id, created
+
+
+def decode_log_header_version(data: bytes, path: str = "log") -> tuple[int, int, int]:
+    """``(file_id, created_woid, version)``; CorruptionError if damaged or of
+    a version this reader does not know."""
     if len(data) < F.LOG_HEADER_SIZE:
         raise CorruptionError(f"{path}: header truncated ({len(data)} bytes)")
     magic, version, _r, file_id, created, crc, _r2 = F.LOG_HEADER.unpack_from(data, 0)
@@ -104,9 +111,18 @@ def decode_log_header(data: bytes, path: str = "log") -> tuple[int, int]:
         raise CorruptionError(f"{path}: bad magic {magic!r}")
     if codec.crc(data[:24]) != crc:
         raise CorruptionError(f"{path}: header checksum mismatch")
-    if version != F.LOG_VERSION:
-        raise CorruptionError(f"{path}: unsupported log version {version}")
-    return file_id, created
+    if version not in F.LOG_VERSIONS:
+        raise CorruptionError(f"{path}: unsupported log version {version} (this fchannel "
+                              f"reads versions {', '.join(map(str, F.LOG_VERSIONS))})")
+    return file_id, created, version
+
+
+def scan_log(data, start: int, file_id: int, version: int, end: int = -1, hint: int = 0):
+    """``codec.scan`` of a log file of either version (*hint*: a record start
+    the .meta knows, see ``codec.scan``)."""
+    if version == 1:
+        return codec.scan_v1(data, start, end)
+    return codec.scan(data, start, end, file_id, hint)
 
 
 def log_path(data_dir: str, file_id: int) -> str:
@@ -141,6 +157,10 @@ class LogFile:
     closed: bool            # nothing more will be appended
     ckpt_position: int = F.LOG_HEADER_SIZE
     ckpt_woid: int = 0
+    #: the log format version the file is written in
+    version: int = F.LOG_VERSION
+    #: where the last record known to be in the file starts (0: none)
+    last_record: int = 0
     #: ids of the log files its take records point into (None: not known yet;
     #: ANY_FILE in it: a damaged record may have been a take of anything)
     take_targets: set[int] | None = None
@@ -160,7 +180,8 @@ class LogFile:
                 version=1, log_id=self.file_id, checkpoint_position=self.ckpt_position,
                 checkpoint_write_order_id=self.ckpt_woid,
                 created_write_order_id=self.created_woid,
-                last_write_order_id=self.last_woid, closed=self.closed))
+                last_write_order_id=self.last_woid, closed=self.closed,
+                last_record_position=self.last_record))
 
 
 def read_log_meta(path: str, file_id: int):
@@ -211,6 +232,8 @@ class Log:
         #: the first failed fdatasync (see _fdatasync), and who is told of it
         self.sync_failed: ChannelError | None = None
         self.on_sync_failure: Callable[[str], None] | None = None
+        #: opens sealed (encrypted) puts: ``opener(sealed, aad, pointer)``
+        self.opener: Callable | None = None
 
     # ---- opening --------------------------------------------------------------
     def start_writers(self) -> None:
@@ -318,38 +341,25 @@ class Log:
         pos = 0
         done = 0  # records written so far
         si = 0
+        starts = starts or ()
         try:
             while pos < total:
-                room = self.max_file_size - w.offset
-                if total - pos <= room:
-                    end, count = total, (nxt - first) - done
-                else:
-                    end, count = self._split_point(buf, pos, room)
-                    if count == 0:
-                        if w.offset == F.LOG_HEADER_SIZE:
-                            raise ChannelError(
-                                f"a record of {_U32.unpack_from(buf, pos + 4)[0]} bytes does not fit "
-                                f"in max_file_size={self.max_file_size}")
-                        w = self._roll(i, first + done)
-                        continue
-                view = memoryview(buf)[pos:end]
-                try:
-                    self._pwrite(w, view)
-                finally:
-                    # a traceback must not keep buf exported: the caller trims it
-                    view.release()
+                framed, end, count, last, si = codec.frame(
+                    buf, pos, w.offset, self.max_file_size, w.info.file_id,
+                    w.info.last_record, starts, si, pointers)
+                if count == 0:
+                    if w.offset == F.LOG_HEADER_SIZE:
+                        raise ChannelError(
+                            f"a record of {_U32.unpack_from(buf, pos + 4)[0]} bytes does not fit "
+                            f"in max_file_size={self.max_file_size}")
+                    w = self._roll(i, first + done)
+                    continue
+                self._pwrite(w, framed)
                 if take_targets and w.info.take_targets is not None:
                     w.info.take_targets.update(take_targets)
-                base = F.make_pointer(w.info.file_id, w.offset - (end - pos)) - pos
-                if starts:
-                    if pos == 0 and end == total:   # the usual case: all in one file
-                        pointers = [base + st for st in starts]
-                    else:
-                        while si < len(starts) and starts[si] < end:
-                            pointers.append(base + starts[si])
-                            si += 1
                 done += count
                 w.info.last_woid = first + done - 1
+                w.info.last_record = last
                 pos = end
         except BaseException:
             # the ids of records that never reached a file are given back, so
@@ -357,20 +367,6 @@ class Log:
             self.next_woid = first + done
             raise
         return pointers, w.info.file_id, w.offset
-
-    @staticmethod
-    def _split_point(buf: bytearray, pos: int, room: int) -> tuple[int, int]:
-        """End and count of the whole records from *pos* that fit in *room*."""
-        end = pos
-        count = 0
-        total = len(buf)
-        while end < total:
-            length = _U32.unpack_from(buf, end + 4)[0]
-            if end + length - pos > room:
-                break
-            end += length
-            count += 1
-        return end, count
 
     def _extend(self, w: _Writer, need: int) -> None:
         """Write zeros ahead of the writer, so that commits overwrite blocks
@@ -497,21 +493,26 @@ class Log:
             self._readers[file_id] = fd
             return fd
 
+    def _read_file(self, fid: int, pointers: list[int]) -> list:
+        fd = self._reader(fid)
+        if fd is None:
+            return [None] * len(pointers)
+        info = self.files.get(fid)
+        if info is not None and info.version == 1:
+            return codec.read_events_v1(fd, pointers)
+        return codec.read_events(fd, pointers, self.opener)
+
     def read(self, pointers: list[int]) -> list:
         """The Events at *pointers*, None where a record is damaged or gone."""
         fid = queue.common_file(pointers)
         if fid >= 0:   # the usual case: one batch, one file
-            fd = self._reader(fid)
-            return codec.read_events(fd, pointers) if fd is not None else [None] * len(pointers)
+            return self._read_file(fid, pointers)
         out: list = [None] * len(pointers)
         by_file: dict[int, list[int]] = {}
         for idx, p in enumerate(pointers):
             by_file.setdefault(p >> 32, []).append(idx)
         for fid, idxs in by_file.items():
-            fd = self._reader(fid)
-            if fd is None:
-                continue
-            events = codec.read_events(fd, [pointers[j] for j in idxs])
+            events = self._read_file(fid, [pointers[j] for j in idxs])
             for j, e in zip(idxs, events):
                 out[j] = e
         return out
@@ -526,7 +527,8 @@ class Log:
                 with open(info.path, "rb") as f:
                     data = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
                 try:
-                    recs, _end, damage = codec.scan(data, F.LOG_HEADER_SIZE)
+                    recs, _end, damage = scan_log(data, F.LOG_HEADER_SIZE, file_id,
+                                                  info.version)
                 finally:
                     data.close()
                 if not damage:

@@ -26,7 +26,7 @@ from fchannel._compat import codec
 from fchannel.errors import ChannelError, CorruptionError
 from fchannel.file import format as F
 from fchannel.file.checkpoint import LoadedCheckpoint
-from fchannel.file.log import Log, LogFile, decode_log_header, list_logs, read_log_meta
+from fchannel.file.log import Log, LogFile, decode_log_header_version, list_logs, read_log_meta, scan_log
 
 log = logging.getLogger("fchannel.file")
 _PAGE = 4096
@@ -73,10 +73,11 @@ def _scan_file(fid: int, di: int, path: str, ckpt_woid: int, have_ckpt: bool,
             result.damage.append(Damage(path + F.META_SUFFIX, 0, 0, "meta", str(exc)))
     size = os.path.getsize(path)
     created = None
+    version = F.LOG_VERSION
     with open(path, "rb") as f:
         header = f.read(F.LOG_HEADER_SIZE)
     try:
-        hid, created = decode_log_header(header, path)
+        hid, created, version = decode_log_header_version(header, path)
         if hid != fid:
             raise CorruptionError(f"{path}: header names log {hid}")
     except CorruptionError as exc:
@@ -92,10 +93,12 @@ def _scan_file(fid: int, di: int, path: str, ckpt_woid: int, have_ckpt: bool,
     if created is None:
         created = meta.created_write_order_id if meta is not None else 0
     info = LogFile(fid, di, path, created_woid=created,
-                   last_woid=meta.last_write_order_id if meta is not None else 0, closed=True)
+                   last_woid=meta.last_write_order_id if meta is not None else 0, closed=True,
+                   version=version)
     if meta is not None:
         info.ckpt_position = meta.checkpoint_position
         info.ckpt_woid = meta.checkpoint_write_order_id
+        info.last_record = meta.last_record_position
     start = F.LOG_HEADER_SIZE
     if have_ckpt and meta is not None:
         if meta.closed and meta.last_write_order_id <= ckpt_woid:
@@ -113,7 +116,14 @@ def _scan_file(fid: int, di: int, path: str, ckpt_woid: int, have_ckpt: bool,
         mm = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
     finally:
         os.close(fd)
-    recs, good_end, damage = codec.scan(mm, start)
+    recs, good_end, damage = scan_log(mm, start, fid, version,
+                                      hint=meta.last_record_position if meta is not None else 0)
+    if version == F.LOG_VERSION and not len(recs) and damage and created is None:
+        # a damaged header hides the version: a log of version 1 reads as one
+        old = codec.scan_v1(mm, start)
+        if len(old[0]):
+            recs, good_end, damage = old
+            info.version = 1
     short = _truncated(meta, start, recs[len(recs) - F.REC_FIELDS + F.REC_WOID] if len(recs) else None)
     for dstart, dend, kind in damage:
         if kind == "corrupt" and _has_zero_page(mm, dstart, dend):
@@ -191,7 +201,8 @@ def replay(lg: Log, queue, ckpt: LoadedCheckpoint | None, *, fast: bool, mode: s
                 maps[fid] = mm  # type: ignore[assignment]
             elif mm is not None:
                 mm.close()
-        _apply(streams, maps, queue, ckpt, woid_floor, fast, result, zero_gaps)
+        versions = {fid: lg.files[fid].version for fid, _r in streams}
+        _apply(streams, maps, versions, queue, ckpt, woid_floor, fast, result, zero_gaps)
     finally:
         for mm in maps.values():
             mm.close()
@@ -244,7 +255,13 @@ def _gap_before(zero_gaps: dict[int, list[int]], fid: int, offset: int) -> bool:
     return any(g < offset for g in zero_gaps.get(fid, ()))
 
 
-def _apply(streams, maps, queue, ckpt, woid_floor, fast, result, zero_gaps) -> None:
+def _commit_marks(mm, offset: int, fid: int, version: int) -> dict[str, int]:
+    if version == 1:
+        return codec.decode_record_v1(mm, offset)[4][2]
+    return codec.decode_record(mm, offset, None, fid)[4][2]
+
+
+def _apply(streams, maps, versions, queue, ckpt, woid_floor, fast, result, zero_gaps) -> None:
     pending_puts: dict[int, list[int]] = {}
     pending_takes: dict[int, list[int]] = {}
     ckpt_takes: dict[int, list[int]] = {}
@@ -305,7 +322,8 @@ def _apply(streams, maps, queue, ckpt, woid_floor, fast, result, zero_gaps) -> N
                 continue
             if (aux >> 8) & 1:
                 try:
-                    marks.update(codec.decode_record(maps[fid], recs[i + F.REC_OFFSET])[4][2])
+                    marks.update(_commit_marks(maps[fid], recs[i + F.REC_OFFSET], fid,
+                                               versions.get(fid, F.LOG_VERSION)))
                 except CorruptionError:  # pragma: no cover - scan validated it
                     pass
             if kind == F.COMMIT_PUTS:

@@ -30,7 +30,7 @@ from fchannel.errors import ChannelError, CorruptionError
 from fchannel.file import format as F
 from fchannel.file import identity
 from fchannel.file.checkpoint import CheckpointStore
-from fchannel.file.log import decode_log_header, list_logs, read_log_meta
+from fchannel.file.log import decode_log_header_version, list_logs, read_log_meta, scan_log
 
 
 def _checkpoint_state(directory: str) -> dict[str, Any]:
@@ -66,7 +66,33 @@ def records(recs: Any) -> Iterator[tuple[int, int, int]]:
         yield recs[k + F.REC_TYPE], recs[k + F.REC_WOID], recs[k + F.REC_OFFSET]
 
 
-def _scan_log(fid: int, path: str, live: bool = False
+def _open_sealed(mm, recs, fid: int, version: int, sealer: Any, problems: list[str]) -> int:
+    """Open every sealed put with *sealer* (a problem each one that does not
+    open); returns how many sealed puts there are."""
+    if version < 2:
+        return 0
+    n = 0
+    for k in range(0, len(recs), F.REC_FIELDS):
+        if recs[k + F.REC_TYPE] != F.REC_PUT or not recs[k + F.REC_AUX] & F.FLAG_SEALED:
+            continue
+        n += 1
+        if sealer is None:
+            continue
+        off = recs[k + F.REC_OFFSET]
+        try:
+            codec.decode_record(mm, off, _opener(sealer), fid)
+        except Exception as exc:   # DecryptionError, KeyMissingError, CorruptionError
+            problems.append(f"log-{fid} offset {off}: encrypted event does not open: {exc}")
+    return n
+
+
+def _opener(sealer: Any):
+    def opener(sealed, aad, pointer):
+        return sealer.open(sealed, aad, f"log-{pointer >> 32} offset {pointer & 0xFFFFFFFF}")
+    return opener
+
+
+def _scan_log(fid: int, path: str, live: bool = False, sealer: Any = None
               ) -> tuple[dict[str, Any], list[str], list[str]]:
     """Facts about one log, its problems, and its notes (torn tails).  The
     ``.meta`` is read before the log, so on a live channel the log can only
@@ -93,8 +119,10 @@ def _scan_log(fid: int, path: str, live: bool = False
     with open(path, "rb") as f:
         header = f.read(F.LOG_HEADER_SIZE)
     created = 0
+    version = F.LOG_VERSION
     try:
-        hid, created = decode_log_header(header, path)
+        hid, created, version = decode_log_header_version(header, path)
+        info["version"] = version
         if hid != fid:
             problems.append(f"{path}: header names log {hid}")
         info["created_write_order_id"] = created
@@ -110,12 +138,17 @@ def _scan_log(fid: int, path: str, live: bool = False
         with open(path, "rb") as f:
             mm = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
         try:
-            recs, good_end, damage = codec.scan(mm, F.LOG_HEADER_SIZE)
+            recs, good_end, damage = scan_log(mm, F.LOG_HEADER_SIZE, fid, version)
+            sealed = _open_sealed(mm, recs, fid, version, sealer, problems)
         finally:
             mm.close()
+        if sealed:
+            info["sealed_puts"] = sealed
         woids = []
         for rtype, woid, _pos in records(recs):
             counts[F.RECORD_TYPES[rtype]] += 1
+            if rtype == F.REC_TAKE and version >= 2:
+                continue   # named by its commit record, not a record of its own
             nrecs += 1
             woids.append(woid)
             if woid > last_woid:
@@ -149,7 +182,7 @@ def _scan_log(fid: int, path: str, live: bool = False
 
 
 def inspect(checkpoint_dir: str, data_dirs: list[str],
-            backup_dir: str | None = None) -> dict[str, Any]:
+            backup_dir: str | None = None, *, sealer: Any = None) -> dict[str, Any]:
     """What is in a channel's directories (queue size, head, log files and
     reference counts, checkpoint state)."""
     out: dict[str, Any] = {"checkpoint": _checkpoint_state(checkpoint_dir)}
@@ -297,7 +330,7 @@ def _stable_checkpoint(checkpoint_dir: str, data_dirs: list[str], res: CheckResu
 
 
 def check_channel(checkpoint_dir: str, data_dirs: list[str],
-                  backup_dir: str | None = None) -> CheckResult:
+                  backup_dir: str | None = None, *, sealer: Any = None) -> CheckResult:
     """Check a FileChannel's directories without writing anything (see the
     module docstring); safe beside a live channel."""
     res = CheckResult()
@@ -349,14 +382,14 @@ def check_channel(checkpoint_dir: str, data_dirs: list[str],
     after: list[int] = []   # write-order ids after the checkpoint's
     for fid, _di, path in list_logs(data_dirs):
         try:
-            info, p, n = _scan_log(fid, path, live=res.live)
+            info, p, n = _scan_log(fid, path, live=res.live, sealer=sealer)
             for _ in range(5):
                 # a live channel may be writing this log: records land a moment
                 # apart, so damage seen in an open log is looked at again
                 if not (p and res.live and not info.get("closed")):
                     break
                 time.sleep(0.02)
-                info, p, n = _scan_log(fid, path, live=res.live)
+                info, p, n = _scan_log(fid, path, live=res.live, sealer=sealer)
         except FileNotFoundError:
             res.notes.append(f"{path}: deleted while being checked (GC of the live "
                              "channel); skipped")
@@ -389,11 +422,11 @@ def _woid_gaps(floor: int, after: list[int], res: CheckResult) -> None:
 
 
 def check(checkpoint_dir: str, data_dirs: list[str],
-          backup_dir: str | None = None) -> tuple[list[str], list[str]]:
+          backup_dir: str | None = None, *, sealer: Any = None) -> tuple[list[str], list[str]]:
     """Read every record and file; return ``(problems, notes)``.  Problems
     are damage (each with its file and place) and directories that hold no
     channel; notes are what a crash leaves behind normally (torn tails)."""
-    res = check_channel(checkpoint_dir, data_dirs, backup_dir)
+    res = check_channel(checkpoint_dir, data_dirs, backup_dir, sealer=sealer)
     return [f"refused: {r}" for r in res.refused] + res.problems, res.notes
 
 

@@ -65,7 +65,14 @@ class FileTransaction(Transaction):
         mark = len(self.buf)
         nstarts = len(self.starts)
         try:
-            codec.encode_puts(self.buf, self.id, events, self.starts)
+            sealer = self._ch._sealer
+            if sealer is None:
+                codec.encode_puts(self.buf, self.id, events, self.starts)
+            else:   # encrypted at rest: each put's payload sealed (docs/FORMAT.md)
+                aad = codec.sealed_aad(self.id)
+                for e in events:
+                    self.starts.append(codec.encode_sealed(
+                        self.buf, self.id, sealer.seal(codec.put_payload(e), aad)))
             if len(self.buf) - mark > max_record:  # some record may be too big: look at each
                 for k in range(nstarts, len(self.starts)):
                     end = self.starts[k + 1] if k + 1 < len(self.starts) else len(self.buf)

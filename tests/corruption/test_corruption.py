@@ -134,16 +134,16 @@ class LogIndex:
         for fid, _di, path in list_logs([os.path.join(base, "d0"), os.path.join(base, "d1")]):
             with open(path, "rb") as f:
                 data = f.read()
-            recs, _end, damage = codec.scan(data, F.LOG_HEADER_SIZE)
+            recs, _end, damage = codec.scan(data, F.LOG_HEADER_SIZE, -1, fid)
             assert not damage, (path, damage)
             rows = []
             for k in range(0, len(recs), 5):
                 rtype, txn, woid, off, aux = recs[k:k + 5]
-                length = codec.decode_record(data, off)[3]
+                length = codec.decode_record(data, off, None, fid)[3]
                 rows.append((rtype, txn, off, length, aux))
                 self.last_woid[fid] = woid
                 if rtype == F.REC_PUT:
-                    i = int(codec.decode_record(data, off)[4].headers["i"])
+                    i = int(codec.decode_record(data, off, None, fid)[4].headers["i"])
                     self.put_of[i] = (fid, off, txn)
                     self.event_at[(fid, off)] = i
                 elif rtype == F.REC_COMMIT:
