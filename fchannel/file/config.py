@@ -123,8 +123,10 @@ def encryption_from_flume(props: Mapping[str, Any]) -> EncryptionSettings | None
                 active = check_alias(key, _str_value(key, value))
             elif key == _CIPHER:
                 name = _str_value(key, value).upper()
-                if name == "AESCTRNOPADDING" and name not in _warned:
-                    _warned.add(name)   # once, though the agent reads its config twice
+                if name == "AESCTRNOPADDING":
+                    if name in _warned:   # once, though the agent reads its config twice
+                        continue
+                    _warned.add(name)
                     log.warning("%s = %r: AES-GCM, an authenticated cipher, is used instead "
                                 "(fchannel's encrypted logs are not byte-compatible with "
                                 "Flume's anyway)", key, value)
