@@ -32,11 +32,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import logging
 import os
 import re
 import stat
 import struct
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -357,7 +359,7 @@ class Sealer:
     payload names.  Safe to share between threads."""
 
     __slots__ = ("channel", "active", "_ciphers", "_head", "_encrypt", "_lock",
-                 "_nonce_prefix", "_counter", "_pack_nonce", "_invalid_tag")
+                 "_nonces", "_locked", "_pack_nonce", "_invalid_tag")
 
     def __init__(self, keys: Mapping[str, bytes], active: str | None = None,
                  channel: str = "") -> None:
@@ -374,8 +376,12 @@ class Sealer:
             self._ciphers[alias.encode("utf-8")] = aesgcm(bytes(key))
         self._invalid_tag = _invalid_tag()
         self._lock = threading.Lock()
-        self._nonce_prefix = os.urandom(8)
-        self._counter = 0
+        # (random prefix, counter): replaced as one object when the counter wraps
+        self._nonces = (os.urandom(8), itertools.count())
+        # next() on an itertools.count is atomic while a GIL runs (a C call that
+        # never releases it; once enabled, the GIL stays); a free-threaded run
+        # takes the lock
+        self._locked = not getattr(sys, "_is_gil_enabled", lambda: True)()
         self._pack_nonce = struct.Struct(">8sI").pack
         self.active = active
         if active is None:
@@ -412,6 +418,19 @@ class Sealer:
     def aliases(self) -> list[str]:
         return [a.decode("utf-8") for a in self._ciphers]
 
+    def _wrap(self, spent: Any) -> tuple[bytes, int]:
+        """A fresh prefix and its first counter value, once *spent* (the
+        counter that passed 2**32 - 1) is used up; threads that saw it spent
+        take values of the new one."""
+        with self._lock:
+            if self._nonces[1] is spent:
+                self._nonces = (os.urandom(8), itertools.count())
+            prefix, counter = self._nonces
+            c = next(counter)
+        if c > 0xFFFFFFFF:   # pragma: no cover - 2**32 seals while waiting for the lock
+            return self._wrap(counter)
+        return prefix, c
+
     def seal(self, plaintext: bytes, aad: bytes) -> bytes:
         """*plaintext* encrypted and authenticated (with *aad*) under the
         active key: ``alias_len | alias | nonce | ciphertext+tag``."""
@@ -419,23 +438,35 @@ class Sealer:
         if encrypt is None:
             raise ConfigError("this Sealer has no active key (made for reading); it cannot "
                               "seal")
-        # the nonce: 8 random bytes drawn per Sealer (again when the counter wraps)
-        # and a u32 counter, so none repeats under this key
-        with self._lock:
-            c = self._counter
+        # the nonce: 8 random bytes drawn per Sealer (again when the counter
+        # wraps) and a u32 counter, so none repeats under this key
+        if self._locked:
+            with self._lock:
+                prefix, counter = self._nonces
+                c = next(counter)
+                if c > 0xFFFFFFFF:
+                    self._nonces = (os.urandom(8), itertools.count(1))
+                    prefix, c = self._nonces[0], 0
+        else:
+            prefix, counter = self._nonces
+            c = next(counter)
             if c > 0xFFFFFFFF:
-                self._nonce_prefix = os.urandom(8)
-                c = 0
-            self._counter = c + 1
-            nonce = self._pack_nonce(self._nonce_prefix, c)
+                prefix, c = self._wrap(counter)
+        nonce = self._pack_nonce(prefix, c)
         return b"".join((self._head, nonce, encrypt(nonce, plaintext, aad)))
 
     def open(self, sealed: Any, aad: bytes, where: str) -> bytes:
         """The plaintext of *sealed* (bytes or a memoryview).  A short or
         malformed prefix is a CorruptionError, an alias not in the ring a
         KeyMissingError, a failed tag a DecryptionError; each names *where*."""
-        sealed = _as_bytes_view(sealed)
-        raw, start = _prefix(sealed, where)
+        if type(sealed) is not bytes:
+            sealed = _as_bytes_view(sealed)
+        n = len(sealed)
+        # the usual case inline (this is on the read path); _prefix says what is wrong
+        start = 1 + sealed[0] if n else 0
+        if start < 2 or n < start + NONCE_SIZE + TAG_SIZE:
+            _prefix(sealed, where)   # raises, saying what is wrong
+        raw = bytes(sealed[1:start])
         cipher = self._ciphers.get(raw)
         if cipher is None:
             alias = _alias_text(raw, where)
@@ -446,7 +477,7 @@ class Sealer:
                 "(and list it in encryption.keyProvider.keys)")
         nonce_end = start + NONCE_SIZE
         try:
-            return cipher.decrypt(bytes(sealed[start:nonce_end]), sealed[nonce_end:], aad)  # type: ignore[no-any-return]
+            return cipher.decrypt(sealed[start:nonce_end], sealed[nonce_end:], aad)  # type: ignore[no-any-return]
         except self._invalid_tag:
             alias = _alias_text(raw, where)
             raise DecryptionError(

@@ -4,6 +4,7 @@ properties, ``fchannel keygen`` and ``--key`` for the tools."""
 from __future__ import annotations
 
 import base64
+import itertools
 import logging
 import os
 import stat
@@ -92,8 +93,10 @@ def _nonce(sealed: bytes) -> bytes:
     return sealed[start:start + crypto.NONCE_SIZE]
 
 
-def test_nonces_unique_across_threads():
+@pytest.mark.parametrize("locked", [False, True], ids=["gil", "free-threaded"])
+def test_nonces_unique_across_threads(locked):
     s = Sealer({"k1": K1}, "k1")
+    s._locked = locked   # the path a free-threaded interpreter takes
     per_thread = 2000
     out: list[list[bytes]] = [[] for _ in range(8)]
     start = threading.Barrier(8)
@@ -123,15 +126,41 @@ def test_nonces_unique_across_sealers_of_one_key():
     assert len({n[:8] for n in nonces}) == 50   # each Sealer drew its own prefix
 
 
-def test_counter_wrap_draws_a_fresh_prefix():
+@pytest.mark.parametrize("locked", [False, True], ids=["gil", "free-threaded"])
+def test_counter_wrap_draws_a_fresh_prefix(locked):
     s = Sealer({"k1": K1}, "k1")
+    s._locked = locked
     first = _nonce(s.seal(b"x", b""))
-    s._counter = 0xFFFFFFFF      # the last counter value of this prefix
+    s._nonces = (s._nonces[0], itertools.count(0xFFFFFFFF))   # the last value of this prefix
     last = _nonce(s.seal(b"x", b""))
     assert last[:8] == first[:8] and last[8:] == b"\xff\xff\xff\xff"
     wrapped = _nonce(s.seal(b"x", b""))
     assert wrapped[8:] == b"\0\0\0\0" and wrapped[:8] != first[:8]
+    assert _nonce(s.seal(b"x", b"")) == wrapped[:8] + b"\0\0\0\1"
     assert s.open(s.seal(b"after", b""), b"", "w") == b"after"
+
+
+@pytest.mark.parametrize("locked", [False, True], ids=["gil", "free-threaded"])
+def test_nonces_unique_when_threads_cross_the_wrap(locked):
+    s = Sealer({"k1": K1}, "k1")
+    s._locked = locked
+    s._nonces = (s._nonces[0], itertools.count(0xFFFFFFFF - 300))
+    out: list[list[bytes]] = [[] for _ in range(4)]
+    start = threading.Barrier(4)
+
+    def work(i: int) -> None:
+        start.wait()
+        for _ in range(500):
+            out[i].append(_nonce(s.seal(b"x", b"")))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    nonces = [n for lst in out for n in lst]
+    assert len(nonces) == 2000 and len(set(nonces)) == 2000
+    assert len({n[:8] for n in nonces}) == 2   # the first prefix, then one fresh one
 
 
 def test_rotation_old_and_new_keys_read():
