@@ -459,7 +459,8 @@ class Sealer:
         """The plaintext of *sealed* (bytes or a memoryview).  A short or
         malformed prefix is a CorruptionError, an alias not in the ring a
         KeyMissingError, a failed tag a DecryptionError; each names *where*."""
-        if type(sealed) is not bytes:
+        if type(sealed) is not bytes and not (
+                type(sealed) is memoryview and sealed.format == "B" and sealed.ndim == 1):
             sealed = _as_bytes_view(sealed)
         n = len(sealed)
         # the usual case inline (this is on the read path); _prefix says what is wrong

@@ -576,3 +576,22 @@ def test_flume_problems_reported_together():
                                "encryption.activeKey": "a",
                                "encryption.keyProvider.keys.a.keyFile": "/a"})
     assert "capacity" in str(err.value) and "JCEKSFILE" in str(err.value)
+
+
+def test_flume_properties_to_a_working_sealer(tmp_path):
+    """From the agent's properties to sealing and opening, with a key made by keygen."""
+    assert cli_main(["keygen", str(tmp_path / "k0.key")]) == 0
+    assert cli_main(["keygen", str(tmp_path / "k1.key")]) == 0
+    kw = cfg.kwargs_from_flume({
+        **BASE, "encryption.activeKey": "k1", "encryption.keyProvider": "KEYFILE",
+        "encryption.keyProvider.keys": "k0,k1",
+        "encryption.keyProvider.keys.k0.keyFile": str(tmp_path / "k0.key"),
+        "encryption.keyProvider.keys.k1.keyFile": str(tmp_path / "k1.key")})
+    sealer = Sealer.from_settings(kw["encryption"], "c1")
+    sealed = sealer.seal(b"event", AAD)
+    assert key_alias(sealed) == "k1"
+    reader = Sealer.for_reading({"k1": read_key_file(str(tmp_path / "k1.key"))})
+    assert reader.open(sealed, AAD, "w") == b"event"
+    with pytest.raises(DecryptionError):   # another key file under the same alias
+        Sealer.for_reading({"k1": read_key_file(str(tmp_path / "k0.key"))}).open(
+            sealed, AAD, "w")
