@@ -338,7 +338,7 @@ def _as_bytes_view(sealed: Any) -> Any:
     if isinstance(sealed, (bytes, bytearray)):
         return sealed
     mv = memoryview(sealed)
-    if mv.ndim != 1 or mv.format not in ("B", "b", "c"):
+    if mv.ndim != 1 or mv.format not in ("B", "b", "c") or not mv.c_contiguous:
         return mv.tobytes()
     if mv.format != "B":
         return mv.cast("B")
@@ -460,7 +460,8 @@ class Sealer:
         malformed prefix is a CorruptionError, an alias not in the ring a
         KeyMissingError, a failed tag a DecryptionError; each names *where*."""
         if type(sealed) is not bytes and not (
-                type(sealed) is memoryview and sealed.format == "B" and sealed.ndim == 1):
+                type(sealed) is memoryview and sealed.format == "B" and sealed.ndim == 1
+                and sealed.c_contiguous):
             sealed = _as_bytes_view(sealed)
         n = len(sealed)
         # the usual case inline (this is on the read path); _prefix says what is wrong

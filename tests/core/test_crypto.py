@@ -220,15 +220,25 @@ def test_malformed_prefix_is_corruption_naming_where(sealed, why):
 @given(st.binary(max_size=400), st.binary(max_size=32))
 def test_open_arbitrary_bytes_raises_only_the_three_errors(data, aad):
     ring = Sealer({"k1": K1, "é": K2}, "k1")
-    for candidate in (data, b"\x02k1" + data, "é".encode().join([b"\x02", data])):
-        try:
-            ring.open(candidate, aad, "fuzz")
-        except (CorruptionError, KeyMissingError, DecryptionError):
-            pass
-        try:
-            key_alias(candidate)
-        except CorruptionError:
-            pass
+    valid = ring.seal(data, aad)
+    flipped = bytearray(valid)
+    flipped[len(data) % len(valid)] ^= 0x5A
+    for candidate in (data, b"\x02k1" + data, "é".encode().join([b"\x02", data]),
+                      bytes(flipped)):
+        doubled = bytes(b for b in candidate for _ in (0, 1))
+        for form in (candidate, memoryview(candidate), bytearray(candidate),
+                     memoryview(doubled)[::2]):          # a strided view
+            try:
+                ring.open(form, aad, "fuzz")
+            except (CorruptionError, KeyMissingError, DecryptionError):
+                pass
+            try:
+                key_alias(form)
+            except CorruptionError:
+                pass
+    assert ring.open(memoryview(valid), aad, "fuzz") == data
+    with pytest.raises((CorruptionError, KeyMissingError, DecryptionError)):
+        ring.open(bytes(flipped), aad, "fuzz")     # one changed byte never opens
 
 
 def test_sealer_rejects_bad_keys_and_active():
