@@ -7,11 +7,13 @@ stored as ``func`` on the parsed arguments and returns the exit status.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
+import os
 import socket
 import sys
-from collections.abc import Iterable, Sequence
-from typing import TextIO
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TextIO
 
 import fchannel
 
@@ -34,8 +36,102 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for path in _SUBCOMMANDS:
         importlib.import_module(path).register(sub)
+    _add_key_option(sub)
     _register_send(sub)
+    _register_keygen(sub)
     return parser
+
+
+# ---- --key ALIAS=PATH for the tools that read an encrypted channel -----------------
+
+def _add_key_option(subparsers: argparse._SubParsersAction) -> None:
+    """``fchannel inspect`` and ``check`` take ``--key ALIAS=PATH`` (repeatable):
+    the keys of an encrypted channel.  The handler finds the Sealer built from
+    them as ``args.sealer`` (None without ``--key``)."""
+    for name in ("inspect", "check"):
+        p = subparsers.choices.get(name)
+        if p is None:
+            continue
+        p.add_argument("--key", action="append", default=[], metavar="ALIAS=PATH",
+                       help="a key of an encrypted channel: its alias and its key file "
+                            "(repeat for every key its logs were written with)")
+        p.set_defaults(func=_with_keys(p.get_default("func"), name))
+
+
+def sealer_from_key_options(values: Sequence[str]) -> Any:
+    """A reading Sealer from ``--key ALIAS=PATH`` values (None when there are
+    none); a bad value is a ConfigError naming the option and the value."""
+    from fchannel.errors import ConfigError
+    if not values:
+        return None
+    from fchannel.file.crypto import Sealer, check_alias, read_key_file
+    keys: dict[str, bytes] = {}
+    for value in values:
+        alias, sep, path = value.partition("=")
+        alias = alias.strip()
+        if not sep or not alias or not path.strip():
+            raise ConfigError(f"--key must be ALIAS=PATH, got {value!r}")
+        check_alias(f"--key {value!r}: the alias", alias)
+        if alias in keys:
+            raise ConfigError(f"--key {value!r}: alias {alias!r} is given twice")
+        keys[alias] = read_key_file(os.path.abspath(os.path.expanduser(path.strip())),
+                                    alias, f"--key {value}")
+    return Sealer.for_reading(keys)
+
+
+def _tools_take_sealer() -> bool:
+    import inspect as pyinspect
+
+    from fchannel.file import tools
+    return all("sealer" in pyinspect.signature(f).parameters
+               for f in (tools.inspect, tools.check_channel))
+
+
+def _with_keys(func: Callable[[argparse.Namespace], int], command: str,
+               ) -> Callable[[argparse.Namespace], int]:
+    @functools.wraps(func)
+    def run(args: argparse.Namespace) -> int:
+        from fchannel.errors import ConfigError
+        try:
+            args.sealer = sealer_from_key_options(args.key)
+        except ConfigError as exc:
+            print(f"fchannel {command}: {exc}", file=sys.stderr)
+            return 2
+        if args.sealer is not None and not _tools_take_sealer():
+            print(f"fchannel {command}: note: this version reads no encrypted records; "
+                  "--key is not used", file=sys.stderr)
+        return func(args)
+    return run
+
+
+# ---- fchannel keygen: a new key file --------------------------------------------------
+
+def _register_keygen(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "keygen", help="write a new random AES key file for channel encryption",
+        description="Write a new random AES key to PATH (as hex text, mode 0600) for "
+                    "encryption.keyProvider.keys.<alias>.keyFile. An existing file is "
+                    "never overwritten.")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--bits", type=int, choices=(128, 192, 256), default=256,
+                   help="key size (256)")
+    p.set_defaults(func=_keygen_main)
+
+
+def _keygen_main(args: argparse.Namespace) -> int:
+    from fchannel.file.crypto import write_key_file
+    try:
+        write_key_file(args.path, args.bits // 8)
+    except FileExistsError:
+        print(f"fchannel keygen: {args.path} exists; not overwritten (a key file that "
+              "wrote a channel's logs is needed to read them)", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"fchannel keygen: {args.path}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(f"wrote a new {args.bits}-bit key to {args.path} (mode 0600); keep a copy: the "
+          "logs it encrypts cannot be read without it")
+    return 0
 
 
 # ---- fchannel send: a netcat client for machines without nc -----------------------

@@ -17,6 +17,8 @@ __all__ = [
     "TransactionError",
     "CorruptionError",
     "ConfigError",
+    "KeyMissingError",
+    "DecryptionError",
 ]
 
 #: the errnos that mean "the disk (or the quota) is full"
@@ -54,6 +56,17 @@ class ConfigError(ChannelError, ValueError):
 
     It is also a :class:`ValueError`, so generic validation code catches it.
     """
+
+
+class KeyMissingError(ConfigError):
+    """An encrypted record names a key alias that is not in the channel's key
+    ring: add that key (``encryption.keyProvider.keys.<alias>.keyFile``)."""
+
+
+class DecryptionError(ChannelError):
+    """An encrypted record failed its authentication tag: the key given for
+    its alias is not the key that wrote it (the record's checksum passed, so
+    the bytes are as written)."""
 
 
 def from_os_error(exc: OSError, channel: str, doing: str) -> ChannelError:

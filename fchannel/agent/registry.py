@@ -138,6 +138,7 @@ EXTRAS = {
     "kafka": "kafka", "fsspec": "hdfs", "pyarrow": "hdfs", "s3fs": "s3",
     "fastavro": "formats", "zstandard": "formats", "faust": "faust",
     "confluent_kafka": "confluent", "aiokafka": "aiokafka", "quixstreams": "quix",
+    "cryptography": "encryption",
 }
 
 

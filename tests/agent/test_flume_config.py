@@ -124,8 +124,9 @@ def test_encryption_properties_reach_the_file_channel_unchanged(tmp_path, monkey
                                   "a1.channels.c1.encryption.keyProvider = JCEKSFILE\n")
     try:
         close(build_agent(parse_properties(text), "a1"))
-    except ConfigError as exc:  # a core without encryption names the property itself
-        assert "encryption.activeKey" in str(exc)
+    except ConfigError as exc:  # Java keystores are refused, naming the property
+        assert "encryption.keyProvider = 'JCEKSFILE'" in str(exc)
+        assert "encryption.keyProvider.keys.<alias>.keyFile" in str(exc)
     assert seen["encryption.activeKey"] == "key-1"
     assert seen["encryption.keyProvider"] == "JCEKSFILE"
 
