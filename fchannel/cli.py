@@ -79,14 +79,6 @@ def sealer_from_key_options(values: Sequence[str]) -> Any:
     return Sealer.for_reading(keys)
 
 
-def _tools_take_sealer() -> bool:
-    import inspect as pyinspect
-
-    from fchannel.file import tools
-    return all("sealer" in pyinspect.signature(f).parameters
-               for f in (tools.inspect, tools.check_channel))
-
-
 def _with_keys(func: Callable[[argparse.Namespace], int], command: str,
                ) -> Callable[[argparse.Namespace], int]:
     @functools.wraps(func)
@@ -97,9 +89,6 @@ def _with_keys(func: Callable[[argparse.Namespace], int], command: str,
         except ConfigError as exc:
             print(f"fchannel {command}: {exc}", file=sys.stderr)
             return 2
-        if args.sealer is not None and not _tools_take_sealer():
-            print(f"fchannel {command}: note: this version reads no encrypted records; "
-                  "--key is not used", file=sys.stderr)
         return func(args)
     return run
 

@@ -282,7 +282,7 @@ def next_start(p: int) -> int:
 
 def _check_commit_body(rec, length: int) -> int:
     """The number of take pointers named (0 for other kinds), -1 if malformed."""
-    if HDR + 12 > length:
+    if length < HDR + 12:
         return -1
     kind = rec[HDR]
     count = _U32.unpack_from(rec, HDR + 4)[0]

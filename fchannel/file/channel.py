@@ -23,6 +23,7 @@ from fchannel.errors import (
     NO_SPACE,
     ChannelError,
     ChannelLockedError,
+    ConfigError,
     CorruptionError,
     from_os_error,
 )
@@ -33,7 +34,7 @@ from fchannel.file.checkpoint import CheckpointStore, LoadedCheckpoint
 from fchannel.file.checkpointer import Checkpointer
 from fchannel.file.commit import Committer
 from fchannel.file.config import Settings, kwargs_from_flume, validate
-from fchannel.file.log import Log
+from fchannel.file.log import Log, first_sealed_put
 from fchannel.file.replay import Damage, ReplayResult, replay
 from fchannel.file.state import ChannelState
 from fchannel.file.transaction import FileTransaction
@@ -58,11 +59,15 @@ class FileChannel(ChannelBase):
                  backup_checkpoint_dir: str | os.PathLike | None = None,
                  fsync_per_transaction: bool = True, fsync_interval: float = 5.0,
                  checkpoint_on_close: bool = True, use_fast_replay: bool = False,
-                 name: str = "file-channel") -> None:
+                 name: str = "file-channel", encryption: Any = None) -> None:
         s = self._settings = validate(
             checkpoint_dir, data_dirs, capacity, transaction_capacity, checkpoint_interval,
             max_file_size, minimum_required_space, keep_alive, backup_checkpoint_dir,
-            fsync_per_transaction, fsync_interval, checkpoint_on_close, use_fast_replay, name)
+            fsync_per_transaction, fsync_interval, checkpoint_on_close, use_fast_replay, name,
+            encryption)
+        if s.encryption is not None:   # the key files are read before anything is opened
+            from fchannel.file.crypto import Sealer
+            self._sealer = Sealer.from_settings(s.encryption, s.name)
         self.name = s.name
         self._capacity = s.capacity
         self._transaction_capacity = s.transaction_capacity
@@ -112,7 +117,9 @@ class FileChannel(ChannelBase):
             queue.load(self._store.slots, ckpt.head, ckpt.size)
         self._replay: ReplayResult = replay(self._log, queue, ckpt,
                                             fast=s.use_fast_replay, mode=mode, name=self.name)
-        self._find_missing_logs(queue)
+        refs = queue.refs()
+        self._find_missing_logs(refs)
+        self._check_keys(refs)   # a wrong or missing key: refused before anything is written
         if ckpt is None:
             self._store.create()
             queue.mark_all_dirty()
@@ -127,16 +134,46 @@ class FileChannel(ChannelBase):
         self._st = st
         self._start_threads(first_checkpoint=ckpt is None or self._replay.records > 0)
 
-    def _find_missing_logs(self, queue: Any) -> None:
+    def _find_missing_logs(self, refs: dict[int, int]) -> None:
         """Report queued events that point into a log file no data dir has
         (deleted or lost): they cannot be delivered."""
-        for fid, n in sorted(queue.refs().items()):
+        for fid, n in sorted(refs.items()):
             if fid not in self._log.files:
                 d = Damage(f"log-{fid}", 0, 0, "missing",
                            f"(in none of the data dirs {', '.join(self._settings.data_dirs)}; "
                            f"{n} queued event(s) point into it and cannot be delivered)")
                 self._replay.damage.append(d)
                 log.error("%s: %s", self.name, d)
+
+    def _check_keys(self, refs: dict[int, int]) -> None:
+        """Every log holding queued events that were encrypted must open with
+        the configured keys: the first encrypted put of each is opened now,
+        so a wrong or missing key is an error at open, never garbage or a
+        dropped event at take time (a log is written under one key: each
+        open of the channel starts new logs)."""
+        from fchannel.file.crypto import key_alias
+        if self._sealer is not None:
+            self._log.opener = self._opener
+        for fid in sorted(refs):
+            info = self._log.files.get(fid)
+            if info is None or info.version < 2:
+                continue
+            found = first_sealed_put(info.path, fid)
+            if found is None:
+                continue
+            off, sealed = found
+            if self._sealer is None:
+                raise ConfigError(
+                    f"channel {self.name!r}: {info.path} holds events encrypted with key "
+                    f"{key_alias(sealed, f'{info.path} offset {off}')!r}; configure "
+                    "encryption (encryption.activeKey and encryption.keyProvider.keys."
+                    "<alias>.keyFile) to open it")
+            self._log.read([F.make_pointer(fid, off)])   # raises KeyMissingError, DecryptionError
+
+    def _opener(self, sealed: Any, aad: bytes, pointer: int) -> bytes:
+        return self._sealer.open(sealed, aad,
+                                 f"channel {self.name!r} log-{pointer >> 32} offset "
+                                 f"{pointer & 0xFFFFFFFF}")
 
     def _lock(self, d: str) -> None:
         path = os.path.join(d, F.LOCK_FILE)

@@ -47,7 +47,7 @@ class CheckpointMeta(_message.Message):
     def __init__(self, version: _Optional[int] = ..., write_order_id: _Optional[int] = ..., queue_size: _Optional[int] = ..., queue_head: _Optional[int] = ..., capacity: _Optional[int] = ..., ring_crc: _Optional[int] = ..., log_refs: _Optional[_Mapping[int, int]] = ..., marks: _Optional[_Mapping[str, int]] = ..., created_unix_ms: _Optional[int] = ..., log_ids: _Optional[_Iterable[int]] = ..., next_transaction_id: _Optional[int] = ...) -> None: ...
 
 class LogMeta(_message.Message):
-    __slots__ = ("version", "log_id", "checkpoint_position", "checkpoint_write_order_id", "created_write_order_id", "last_write_order_id", "closed")
+    __slots__ = ("version", "log_id", "checkpoint_position", "checkpoint_write_order_id", "created_write_order_id", "last_write_order_id", "closed", "last_record_position")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     LOG_ID_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_POSITION_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +55,7 @@ class LogMeta(_message.Message):
     CREATED_WRITE_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     LAST_WRITE_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     CLOSED_FIELD_NUMBER: _ClassVar[int]
+    LAST_RECORD_POSITION_FIELD_NUMBER: _ClassVar[int]
     version: int
     log_id: int
     checkpoint_position: int
@@ -62,7 +63,8 @@ class LogMeta(_message.Message):
     created_write_order_id: int
     last_write_order_id: int
     closed: bool
-    def __init__(self, version: _Optional[int] = ..., log_id: _Optional[int] = ..., checkpoint_position: _Optional[int] = ..., checkpoint_write_order_id: _Optional[int] = ..., created_write_order_id: _Optional[int] = ..., last_write_order_id: _Optional[int] = ..., closed: _Optional[bool] = ...) -> None: ...
+    last_record_position: int
+    def __init__(self, version: _Optional[int] = ..., log_id: _Optional[int] = ..., checkpoint_position: _Optional[int] = ..., checkpoint_write_order_id: _Optional[int] = ..., created_write_order_id: _Optional[int] = ..., last_write_order_id: _Optional[int] = ..., closed: _Optional[bool] = ..., last_record_position: _Optional[int] = ...) -> None: ...
 
 class InflightTransaction(_message.Message):
     __slots__ = ("transaction_id", "pointers")

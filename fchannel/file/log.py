@@ -125,6 +125,44 @@ def scan_log(data, start: int, file_id: int, version: int, end: int = -1, hint: 
     return codec.scan(data, start, end, file_id, hint)
 
 
+def first_sealed_put(path: str, file_id: int, window: int = 1 << 20) -> tuple[int, bytes] | None:
+    """``(offset, sealed payload)`` of the first encrypted put of a version 2
+    log (looked for in its first *window* bytes, then in all of it), or None."""
+    try:
+        with open(path, "rb") as f:
+            mm = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+    except (OSError, ValueError):   # ValueError: an empty file cannot be mapped
+        return None
+    try:
+        for end in (min(window, len(mm)), len(mm)):
+            recs, _good, _damage = codec.scan(mm, F.LOG_HEADER_SIZE, end, file_id)
+            for k in range(0, len(recs), F.REC_FIELDS):
+                if recs[k + F.REC_TYPE] == F.REC_PUT and recs[k + F.REC_AUX] & F.FLAG_SEALED:
+                    off = recs[k + F.REC_OFFSET]
+                    return off, _sealed_payload(mm, off, file_id)
+            if end == len(mm):
+                break
+        return None
+    finally:
+        mm.close()
+
+
+class _Sealed(Exception):
+    def __init__(self, sealed: bytes) -> None:
+        self.sealed = sealed
+
+
+def _sealed_payload(mm, off: int, file_id: int) -> bytes:
+    """The sealed payload of the valid encrypted put at *off*."""
+    def keep(sealed: bytes, _aad: bytes, _pointer: int) -> bytes:
+        raise _Sealed(bytes(sealed))
+    try:
+        codec.decode_record(mm, off, keep, file_id)
+    except _Sealed as got:
+        return got.sealed
+    raise CorruptionError(f"log-{file_id} offset {off}: not an encrypted put")
+
+
 def log_path(data_dir: str, file_id: int) -> str:
     return os.path.join(data_dir, f"{F.LOG_PREFIX}{file_id}")
 
@@ -341,7 +379,7 @@ class Log:
         pos = 0
         done = 0  # records written so far
         si = 0
-        starts = starts or ()
+        starts = starts or []
         try:
             while pos < total:
                 framed, end, count, last, si = codec.frame(

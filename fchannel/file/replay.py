@@ -26,7 +26,14 @@ from fchannel._compat import codec
 from fchannel.errors import ChannelError, CorruptionError
 from fchannel.file import format as F
 from fchannel.file.checkpoint import LoadedCheckpoint
-from fchannel.file.log import Log, LogFile, decode_log_header_version, list_logs, read_log_meta, scan_log
+from fchannel.file.log import (
+    Log,
+    LogFile,
+    decode_log_header_version,
+    list_logs,
+    read_log_meta,
+    scan_log,
+)
 
 log = logging.getLogger("fchannel.file")
 _PAGE = 4096

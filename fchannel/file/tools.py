@@ -30,7 +30,13 @@ from fchannel.errors import ChannelError, CorruptionError
 from fchannel.file import format as F
 from fchannel.file import identity
 from fchannel.file.checkpoint import CheckpointStore
-from fchannel.file.log import decode_log_header_version, list_logs, read_log_meta, scan_log
+from fchannel.file.log import (
+    decode_log_header_version,
+    first_sealed_put,
+    list_logs,
+    read_log_meta,
+    scan_log,
+)
 
 
 def _checkpoint_state(directory: str) -> dict[str, Any]:
@@ -84,6 +90,33 @@ def _open_sealed(mm, recs, fid: int, version: int, sealer: Any, problems: list[s
         except Exception as exc:   # DecryptionError, KeyMissingError, CorruptionError
             problems.append(f"log-{fid} offset {off}: encrypted event does not open: {exc}")
     return n
+
+
+def _log_key(path: str, fid: int, sealer: Any) -> dict[str, Any]:
+    """The key a log's events are encrypted with (readable without it), and
+    with *sealer*, whether it opens them."""
+    from fchannel.file.crypto import key_alias
+    try:
+        found = first_sealed_put(path, fid)
+    except CorruptionError:
+        found = None
+    if found is None:
+        return {}
+    off, sealed = found
+    out: dict[str, Any] = {"key": key_alias(sealed, f"{path} offset {off}")}
+    if sealer is not None:
+        try:
+            with open(path, "rb") as f:
+                mm = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+            try:
+                codec.decode_record(mm, off, _opener(sealer), fid)
+            finally:
+                mm.close()
+            out["key_opens"] = True
+        except Exception as exc:   # DecryptionError, KeyMissingError
+            out["key_opens"] = False
+            out["key_problem"] = str(exc)
+    return out
 
 
 def _opener(sealer: Any):
@@ -199,6 +232,7 @@ def inspect(checkpoint_dir: str, data_dirs: list[str],
             continue   # deleted since the listing (GC of a live channel)
         info = {"id": fid, "path": path, "bytes": size,
                 "queued_events": refs.get(str(fid), 0)}
+        info.update(_log_key(path, fid, sealer))
         try:
             meta = read_log_meta(path, fid)
             info.update(closed=meta.closed, last_write_order_id=meta.last_write_order_id)
@@ -451,7 +485,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _inspect_cmd(args: argparse.Namespace) -> int:
-    data = inspect(args.checkpoint_dir, args.data_dirs, args.backup_dir)
+    data = inspect(args.checkpoint_dir, args.data_dirs, args.backup_dir,
+                   sealer=getattr(args, "sealer", None))
     if args.json:
         print(json.dumps(data, indent=2, sort_keys=True))
         return 0
@@ -471,12 +506,19 @@ def _inspect_cmd(args: argparse.Namespace) -> int:
     for lg in data["logs"]:
         state = "closed" if lg.get("closed") else ("open or crashed" if "meta" not in lg
                                                     else "no meta")
-        print(f"{lg['id']:>8} {lg['bytes']:>12} {lg['queued_events']:>8}  {state}  {lg['path']}")
+        key = ""
+        if "key" in lg:
+            key = f"  key {lg['key']!r}" + {True: " (opens)", False: " (does NOT open: "
+                                            + lg.get("key_problem", "") + ")",
+                                            None: ""}[lg.get("key_opens")]
+        print(f"{lg['id']:>8} {lg['bytes']:>12} {lg['queued_events']:>8}  {state}  "
+              f"{lg['path']}{key}")
     return 0
 
 
 def _check_cmd(args: argparse.Namespace) -> int:
-    res = check_channel(args.checkpoint_dir, args.data_dirs, args.backup_dir)
+    res = check_channel(args.checkpoint_dir, args.data_dirs, args.backup_dir,
+                        sealer=getattr(args, "sealer", None))
     if args.json:
         print(json.dumps(res.as_dict(), indent=2))
         return res.exit_code
