@@ -10,7 +10,7 @@ from benchmarks.workloads import OTHER, THROUGHPUT
 DURABLE_PEERS = ("persist-queue", "diskcache", "sqlite", "lmdb")
 # report order: baselines, peers, fchannel (JSON round trips sort the keys)
 ORDER = ["raw-sync", "raw-prealloc", "raw-nosync", "persist-queue", "diskcache", "sqlite", "lmdb",
-         "memory", "file", "memory-pure", "file-pure"]
+         "memory", "file", "file-enc", "memory-pure", "file-pure"]
 
 
 def ordered(rows: dict[str, Any]) -> list[tuple[str, Any]]:
