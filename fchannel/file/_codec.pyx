@@ -503,7 +503,7 @@ def frame(bytearray buf, Py_ssize_t pos, int64_t offset, int64_t limit, uint64_t
             s += n
             rem -= n
         if si < nstarts and starts[si] == q:
-            pointers.append(F.make_pointer(file_id, st))
+            pointers.append(<int64_t>((file_id << 32) | <uint64_t>st))
             si += 1
         prev = st
         p = _phys_end(st, length)

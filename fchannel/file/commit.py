@@ -82,6 +82,9 @@ class Committer:
         self.fsync = fsync_per_transaction
         self.gate = Gate()
         self._tickets: collections.deque[int] = collections.deque()  # put commits in order
+        #: commits between entering commit and having written (group commit waits for them)
+        self._unwritten = 0
+        self._unwritten_lock = threading.Lock()
         self._ready: dict[int, Any] = {}   # synced put commits waiting for their turn
 
     # ---- writing ------------------------------------------------------------------
@@ -111,7 +114,7 @@ class Committer:
         """Sync the commit's records; a failure puts the channel in the failed
         state and the transaction's outcome is unknown until a reopen."""
         try:
-            self.log.sync(fid, end, self.gate.busy())
+            self.log.sync(fid, end, self._count_unwritten)
         except BaseException as exc:
             why = f"syncing the commit of transaction {tx.id} failed ({exc})"
             tx.failed = why
@@ -122,6 +125,13 @@ class Committer:
                 "channel is reopened, which decides from the disk (the channel refuses work "
                 "until then)") from exc
 
+    def _count_unwritten(self) -> int:
+        return self._unwritten
+
+    def _on_the_way(self, n: int) -> None:
+        with self._unwritten_lock:
+            self._unwritten += n
+
     # ---- commit -------------------------------------------------------------------
     def commit(self, tx: FileTransaction) -> None:
         self.st.check_open()
@@ -129,13 +139,24 @@ class Committer:
             # part of it may be in the log already: writing it again would
             # commit those events twice; a rollback record makes replay drop it
             raise TransactionError(f"cannot commit: {tx.failed}; roll the transaction back")
-        if tx.taken:
-            self._commit_takes(tx)
-        elif tx.pending or tx.marks:
-            self._commit_puts(tx)
-        else:
-            with self.st.cond:
-                self.st.counters["commit"] += 1
+        self._on_the_way(1)
+        tx.on_the_way = True
+        try:
+            if tx.taken:
+                self._commit_takes(tx)
+            elif tx.pending or tx.marks:
+                self._commit_puts(tx)
+            else:
+                with self.st.cond:
+                    self.st.counters["commit"] += 1
+        finally:
+            self._arrived(tx)
+
+    def _arrived(self, tx: FileTransaction) -> None:
+        """The commit has written (or failed): a sync need not wait for it."""
+        if tx.on_the_way:
+            tx.on_the_way = False
+            self._on_the_way(-1)
 
     def _commit_puts(self, tx: FileTransaction) -> None:
         n = tx.pending
@@ -150,10 +171,13 @@ class Committer:
         gate.enter_shared()
         handed_over = False
         try:
-            with self.log.lock:
-                ptrs, fid, end = self._write(tx, "writing its commit")
-                woid = self.log.next_woid - 1
-                self._tickets.append(woid)
+            try:
+                with self.log.lock:
+                    ptrs, fid, end = self._write(tx, "writing its commit")
+                    woid = self.log.next_woid - 1
+                    self._tickets.append(woid)
+            finally:
+                self._arrived(tx)
             item = None
             try:
                 if self.fsync:
@@ -203,9 +227,12 @@ class Committer:
         st = self.st
         self.gate.enter_shared()
         try:
-            with self.log.lock:
-                st.check_open()
-                _p, fid, end = self.log.write(tx.dir, buf, None, _files_of(tx.taken))
+            try:
+                with self.log.lock:
+                    st.check_open()
+                    _p, fid, end = self.log.write(tx.dir, buf, None, _files_of(tx.taken))
+            finally:
+                self._arrived(tx)
             if self.fsync:
                 self._sync(tx, fid, end)
             with st.cond:

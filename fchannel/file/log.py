@@ -27,6 +27,8 @@ log = logging.getLogger("fchannel.file")
 #: free space is asked of the file system at most this often while far above the minimum
 SPACE_SAMPLE_SECONDS = 0.5
 SPACE_MARGIN = 64 << 20
+#: how long the leader of a group commit waits for commits about to write
+GROUP_WAIT = 0.0002
 #: how far ahead of the writer a log file is filled with zeros (docs/FORMAT.md)
 PREALLOC_STEP = 4 << 20
 _ZEROS = bytes(1 << 20)
@@ -475,10 +477,13 @@ class Log:
         assert self.sync_failed is not None
         return type(self.sync_failed)(str(self.sync_failed))
 
-    def sync(self, file_id: int, offset: int, others: bool = False) -> None:
+    def sync(self, file_id: int, offset: int,
+             unwritten: Callable[[], int] | None = None) -> None:
         """Return once ``file_id`` is on disk up to *offset*.  Concurrent callers
-        share one fdatasync (group commit); *others* says other commits are in
-        flight, worth letting write first so the same fdatasync covers them."""
+        share one fdatasync (group commit).  *unwritten* counts the commits
+        that are on their way to write: the caller that leads a sync lets them
+        write first, for at most GROUP_WAIT seconds, so that the same
+        fdatasync covers them too."""
         self._check_synced()
         for w in self.writers:
             if w is not None and w.info.file_id == file_id:
@@ -494,10 +499,10 @@ class Log:
                 w.syncing = True
                 w.cond.release()
                 try:
-                    if others:
-                        # let committers that are ready to write go first, so this
-                        # one fdatasync covers them too
-                        time.sleep(0)
+                    if unwritten is not None and unwritten():
+                        deadline = time.monotonic() + GROUP_WAIT
+                        while unwritten() and time.monotonic() < deadline:
+                            time.sleep(0)   # let them write (they need the GIL)
                     target = w.offset
                     self._fdatasync(w.fd, w.info.path)
                     self.syncs += 1

@@ -36,6 +36,7 @@ class FileTransaction(Transaction):
         self.wrote = False                # some of its records may be in the log
         self.failed: str | None = None    # why it can only be rolled back
         self.unknown = False              # its commit may or may not be on disk
+        self.on_the_way = False           # committing, not yet written (group commit)
 
     def set_mark(self, key: str, value: int) -> None:
         """Commit ``key = value`` atomically with this transaction; the
