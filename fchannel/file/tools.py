@@ -171,12 +171,17 @@ def _scan_log(fid: int, path: str, live: bool = False, sealer: Any = None
         with open(path, "rb") as f:
             mm = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
         try:
-            recs, good_end, damage = scan_log(mm, F.LOG_HEADER_SIZE, fid, version)
+            recs, good_end, damage = scan_log(
+                mm, F.LOG_HEADER_SIZE, fid, version,
+                hint=meta.last_record_position if meta is not None else 0)
             sealed = _open_sealed(mm, recs, fid, version, sealer, problems)
         finally:
             mm.close()
         if sealed:
             info["sealed_puts"] = sealed
+            if sealer is None:
+                notes.append(f"{path}: {sealed} encrypted event(s) not opened (give "
+                             "--key ALIAS=PATH to check them too)")
         woids = []
         for rtype, woid, _pos in records(recs):
             counts[F.RECORD_TYPES[rtype]] += 1
