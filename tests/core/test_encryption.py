@@ -291,6 +291,26 @@ def test_rotation_old_keys_read_new_key_writes_old_key_needed_until_its_logs_go(
         ch.close()
 
 
+def test_turning_encryption_on_keeps_the_plain_events_and_seals_the_new_ones(tmp_path, keys):
+    a = [secret(i) for i in range(5)]
+    b = [secret(i) for i in range(200, 205)]
+    ch = open_ch(tmp_path, None)
+    put_all(ch, a)
+    ch.close()
+    e1 = enc("k1", k1=keys["k1"])
+    ch = open_ch(tmp_path, e1)
+    put_all(ch, b)
+    ch.close()
+    blob = b"".join(p.read_bytes() for p in log_paths(tmp_path))
+    assert all(e.body in blob for e in a)   # written before: in clear
+    assert_nothing_in_clear(tmp_path, b)
+    ch = open_ch(tmp_path, e1)
+    try:
+        assert take_all(ch) == a + b
+    finally:
+        ch.close()
+
+
 # ---- marks ----------------------------------------------------------------------------
 
 def test_marks_survive_reopen_and_full_replay_with_encryption(tmp_path, keys):
