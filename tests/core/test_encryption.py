@@ -107,8 +107,9 @@ def assert_nothing_in_clear(tmp_path, events) -> None:
 
 # ---- round trip -------------------------------------------------------------------
 
+@pytest.mark.parametrize("fast", [False, True], ids=["full", "fast-full"])
 def test_round_trip_nothing_in_clear_then_same_events_after_reopen_and_full_replay(
-        tmp_path, keys):
+        tmp_path, keys, fast):
     e1 = enc("k1", k1=keys["k1"])
     events = [secret(i) for i in range(60)]
     ch = open_ch(tmp_path, e1)
@@ -128,9 +129,9 @@ def test_round_trip_nothing_in_clear_then_same_events_after_reopen_and_full_repl
     assert peek_all(ch) == events
     ch.close()
     remove_checkpoint(tmp_path)
-    ch = open_ch(tmp_path, e1)
+    ch = open_ch(tmp_path, e1, use_fast_replay=fast)
     try:
-        assert ch.counters["open_mode"] == "full", ch.counters
+        assert ch.counters["open_mode"] == ("fast-full" if fast else "full"), ch.counters
         assert ch.size == 60
         assert take_all(ch) == events
     finally:
