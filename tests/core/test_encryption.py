@@ -93,9 +93,11 @@ def listing(tmp_path) -> dict[str, str]:
 
 
 def assert_nothing_in_clear(tmp_path, events) -> None:
-    logs = log_paths(tmp_path)
-    assert logs, "no log file written"
-    blob = b"".join(p.read_bytes() for p in logs)
+    """No body, header name or value in any file the channel wrote (every
+    log-N, its .meta, the checkpoint files)."""
+    assert log_paths(tmp_path), "no log file written"
+    blob = b"".join(p.read_bytes() for d in ("ck", "d0", "d1")
+                    for p in (tmp_path / d).rglob("*") if p.is_file())
     for e in events:
         assert e.body not in blob, f"body {e.body!r} is in a log file in clear"
         for k, v in e.headers.items():
