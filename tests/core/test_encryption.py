@@ -412,14 +412,13 @@ def test_asyncio_round_trip_over_an_encrypted_channel(tmp_path, keys):
             await tx.put(secret(1))
             await tx.put_batch([secret(2), secret(3)])
         async with ch.atransaction() as tx:
-            return await tx.take_batch(10)
+            got = await tx.take_batch(10)
+        async with ch.atransaction() as tx:   # left in the channel, sealed on disk
+            await tx.put(secret(4))
+        return got
 
     try:
         assert asyncio.run(put_then_take()) == [secret(1), secret(2), secret(3)]
-        async def put_only():
-            async with ch.atransaction() as tx:
-                await tx.put(secret(4))
-        asyncio.run(put_only())
     finally:
         ch.close()
     assert_nothing_in_clear(tmp_path, [secret(4)])
