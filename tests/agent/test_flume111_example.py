@@ -1,10 +1,15 @@
 """examples/flume-1.11.properties, run unchanged by ``fchannel agent`` with
-Flume's command line: syslog -> file channels -> hdfs (local files) and http."""
+Flume's command line: syslog -> file channels (one encrypted at rest) -> hdfs
+(local files) and http."""
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 
-from tests.agent.helpers import EXAMPLES, free_port, http_get_json
+from fchannel.file.tools import inspect
+from tests.agent.helpers import EXAMPLES, REPO, free_port, http_get_json
 from tests.agent.test_http_sink import Server
 from tests.conftest import wait_for
 
@@ -20,6 +25,14 @@ def test_the_flume_1_11_example_runs_unchanged(agents, tmp_path, monkeypatch):
         monkeypatch.setenv("HTTP_ENDPOINT", f"http://127.0.0.1:{srv.port}/events")
         monkeypatch.delenv("FLUME_DATA", raising=False)
         monkeypatch.delenv("HDFS_PATH", raising=False)
+        monkeypatch.delenv("FLUME_KEYS", raising=False)
+        # the toHdfs channel's key, made as the example's comment says
+        (tmp_path / "flume-keys").mkdir()
+        env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        made = subprocess.run([sys.executable, "-m", "fchannel", "keygen", "flume-keys/key-0.key"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        assert made.returncode == 0, made.stderr
+        assert (tmp_path / "flume-keys" / "key-0.key").stat().st_mode & 0o077 == 0
         agent = agents(EXAMPLES / "flume-1.11.properties", "a1", tmp_path,
                        ["-c", "conf", "--monitoring-host", "127.0.0.1", "-Dflume.monitoring.type=http",
                         f"-Dflume.monitoring.port={mport}"])
@@ -42,5 +55,15 @@ def test_the_flume_1_11_example_runs_unchanged(agents, tmp_path, monkeypatch):
         files = sorted((tmp_path / "flume-data" / "hdfs").rglob("syslog*.log"))
         lines = [ln for f in files for ln in f.read_text().splitlines()]
         assert lines == ["sshd[42]: accepted publickey", "su - ID47 - 'su root' failed"]
+        # the toHdfs channel kept them encrypted: its logs name key-0 and hold
+        # neither message in clear (the hdfs output above does)
+        chan = tmp_path / "flume-data" / "toHdfs"
+        logs = [p for p in (chan / "data").glob("log-*") if p.name[4:].isdigit()]
+        assert logs
+        blob = b"".join(p.read_bytes() for p in logs)
+        for text in (b"accepted publickey", b"su root", b"web-2", b"ID47"):
+            assert text not in blob, text
+        keyed = inspect(str(chan / "checkpoint"), [str(chan / "data")])["logs"]
+        assert {lg.get("key") for lg in keyed} >= {"key-0"}, keyed
     finally:
         srv.close()
