@@ -69,6 +69,11 @@ class DecryptionError(ChannelError):
     the bytes are as written)."""
 
 
+class KeyMismatchError(DecryptionError, ConfigError):
+    """At open: the key file given for an alias holds other key material
+    than the key that wrote the channel's events (a configuration problem)."""
+
+
 def from_os_error(exc: OSError, channel: str, doing: str) -> ChannelError:
     """The library's error for *exc*, met while *doing* (a phrase that names
     the file or directory): ChannelFullError when the disk is full; a

@@ -25,6 +25,8 @@ from fchannel.errors import (
     ChannelLockedError,
     ConfigError,
     CorruptionError,
+    DecryptionError,
+    KeyMismatchError,
     from_os_error,
 )
 from fchannel.event import Event
@@ -168,12 +170,18 @@ class FileChannel(ChannelBase):
                     f"{key_alias(sealed, f'{info.path} offset {off}')!r}; configure "
                     "encryption (encryption.activeKey and encryption.keyProvider.keys."
                     "<alias>.keyFile) to open it")
-            self._log.read([F.make_pointer(fid, off)])   # raises KeyMissingError, DecryptionError
+            try:
+                self._log.read([F.make_pointer(fid, off)])   # raises KeyMissingError, ...
+            except DecryptionError as exc:
+                raise KeyMismatchError(
+                    f"{exc}; the key file given for that alias holds other key material "
+                    "than the key these events were written with") from None
 
     def _opener(self, sealed: Any, aad: bytes, pointer: int) -> bytes:
-        return self._sealer.open(sealed, aad,
-                                 f"channel {self.name!r} log-{pointer >> 32} offset "
-                                 f"{pointer & 0xFFFFFFFF}")
+        info = self._log.files.get(pointer >> 32)
+        where = info.path if info is not None else f"log-{pointer >> 32}"
+        return self._sealer.open(sealed, aad, f"channel {self.name!r}: {where} offset "
+                                              f"{pointer & 0xFFFFFFFF}")
 
     def _lock(self, d: str) -> None:
         path = os.path.join(d, F.LOCK_FILE)

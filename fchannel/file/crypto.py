@@ -281,10 +281,14 @@ def read_key_file(path: str, alias: str = "", where: str = "") -> bytes:
 def write_key_file(path: str | os.PathLike[str], size: int = 32) -> None:
     """Write a new random AES key of *size* bytes to *path* as hex text and a
     newline, mode 0600; an existing file is never overwritten
-    (FileExistsError).  The file and its directory are synced."""
+    (FileExistsError).  Missing parent directories are made (mode 0700).
+    The file and its directory are synced."""
     if size not in KEY_SIZES:
         raise ConfigError(f"key size must be 16, 24 or 32 bytes, got {size!r}")
     path = os.fspath(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        os.makedirs(parent, mode=0o700, exist_ok=True)
     key = os.urandom(size)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
                  0o600)

@@ -31,6 +31,7 @@ from fchannel.file import format as F
 from fchannel.file import identity
 from fchannel.file.checkpoint import CheckpointStore
 from fchannel.file.log import (
+    _sealed_payload,
     decode_log_header_version,
     first_sealed_put,
     list_logs,
@@ -72,9 +73,14 @@ def records(recs: Any) -> Iterator[tuple[int, int, int]]:
         yield recs[k + F.REC_TYPE], recs[k + F.REC_WOID], recs[k + F.REC_OFFSET]
 
 
-def _open_sealed(mm, recs, fid: int, version: int, sealer: Any, problems: list[str]) -> int:
-    """Open every sealed put with *sealer* (a problem each one that does not
-    open); returns how many sealed puts there are."""
+def _open_sealed(mm, recs, fid: int, version: int, sealer: Any, problems: list[str],
+                 unopened: dict[str, int] | None = None) -> int:
+    """Open every sealed put with *sealer*: one that does not open under the
+    key given for its alias is a problem; those whose alias no ``--key``
+    gives (or all, without a sealer) are counted per alias in *unopened*.
+    Returns how many sealed puts there are."""
+    from fchannel.errors import KeyMissingError
+    from fchannel.file.crypto import key_alias
     if version < 2:
         return 0
     n = 0
@@ -82,13 +88,20 @@ def _open_sealed(mm, recs, fid: int, version: int, sealer: Any, problems: list[s
         if recs[k + F.REC_TYPE] != F.REC_PUT or not recs[k + F.REC_AUX] & F.FLAG_SEALED:
             continue
         n += 1
-        if sealer is None:
-            continue
         off = recs[k + F.REC_OFFSET]
         try:
+            if sealer is None:
+                alias = key_alias(_sealed_payload(mm, off, fid), f"log-{fid} offset {off}")
+                if unopened is not None:
+                    unopened[alias] = unopened.get(alias, 0) + 1
+                continue
             codec.decode_record(mm, off, _opener(sealer), fid)
-        except Exception as exc:   # DecryptionError, KeyMissingError, CorruptionError
-            problems.append(f"log-{fid} offset {off}: encrypted event does not open: {exc}")
+        except KeyMissingError:
+            alias = key_alias(_sealed_payload(mm, off, fid), f"log-{fid} offset {off}")
+            if unopened is not None:
+                unopened[alias] = unopened.get(alias, 0) + 1
+        except Exception as exc:   # DecryptionError, CorruptionError (they name the place)
+            problems.append(f"encrypted event does not open: {exc}")
     return n
 
 
@@ -125,7 +138,8 @@ def _opener(sealer: Any):
     return opener
 
 
-def _scan_log(fid: int, path: str, live: bool = False, sealer: Any = None
+def _scan_log(fid: int, path: str, live: bool = False, sealer: Any = None,
+              unopened: dict[str, int] | None = None,
               ) -> tuple[dict[str, Any], list[str], list[str]]:
     """Facts about one log, its problems, and its notes (torn tails).  The
     ``.meta`` is read before the log, so on a live channel the log can only
@@ -174,14 +188,11 @@ def _scan_log(fid: int, path: str, live: bool = False, sealer: Any = None
             recs, good_end, damage = scan_log(
                 mm, F.LOG_HEADER_SIZE, fid, version,
                 hint=meta.last_record_position if meta is not None else 0)
-            sealed = _open_sealed(mm, recs, fid, version, sealer, problems)
+            sealed = _open_sealed(mm, recs, fid, version, sealer, problems, unopened)
         finally:
             mm.close()
         if sealed:
             info["sealed_puts"] = sealed
-            if sealer is None:
-                notes.append(f"{path}: {sealed} encrypted event(s) not opened (give "
-                             "--key ALIAS=PATH to check them too)")
         woids = []
         for rtype, woid, _pos in records(recs):
             counts[F.RECORD_TYPES[rtype]] += 1
@@ -265,6 +276,8 @@ class CheckResult:
         self.bytes = 0
         self.queued: int | None = None
         self.live = False
+        #: encrypted events not opened (no --key for their alias), per alias
+        self.unopened: dict[str, int] = {}
 
     @property
     def exit_code(self) -> int:
@@ -275,12 +288,21 @@ class CheckResult:
         return (f"read {self.files} file(s), {self.records} record(s), {self.bytes} byte(s); "
                 f"events queued: {queued}; {len(self.problems)} problem(s), "
                 f"{len(self.notes)} note(s)" + ("; the channel is open in another process"
-                                                if self.live else ""))
+                                                if self.live else "") + self._unopened())
+
+    def _unopened(self) -> str:
+        if not self.unopened:
+            return ""
+        n = sum(self.unopened.values())
+        keys = ", ".join(f"{a!r}" for a in sorted(self.unopened))
+        return (f"; {n} encrypted event(s) not opened (key {keys}: give --key ALIAS=PATH "
+                "to check them too)")
 
     def as_dict(self) -> dict[str, Any]:
         return {"refused": self.refused, "problems": self.problems, "notes": self.notes,
                 "files": self.files, "records": self.records, "bytes": self.bytes,
                 "events_queued": self.queued, "live": self.live,
+                "encrypted_not_opened": dict(self.unopened),
                 "summary": self.summary()}
 
 
@@ -421,14 +443,16 @@ def check_channel(checkpoint_dir: str, data_dirs: list[str],
     after: list[int] = []   # write-order ids after the checkpoint's
     for fid, _di, path in list_logs(data_dirs):
         try:
-            info, p, n = _scan_log(fid, path, live=res.live, sealer=sealer)
+            info, p, n = _scan_log(fid, path, live=res.live, sealer=sealer,
+                                       unopened=res.unopened)
             for _ in range(5):
                 # a live channel may be writing this log: records land a moment
                 # apart, so damage seen in an open log is looked at again
                 if not (p and res.live and not info.get("closed")):
                     break
                 time.sleep(0.02)
-                info, p, n = _scan_log(fid, path, live=res.live, sealer=sealer)
+                info, p, n = _scan_log(fid, path, live=res.live, sealer=sealer,
+                                       unopened=res.unopened)
         except FileNotFoundError:
             res.notes.append(f"{path}: deleted while being checked (GC of the live "
                              "channel); skipped")

@@ -72,7 +72,8 @@ def test_agent_seals_events_and_refuses_a_wrong_or_missing_key(agents, tmp_path)
     key = tmp_path / "keys" / "key-0.key"
     key.rename(tmp_path / "keys" / "saved.key")
     keygen(tmp_path, "keys/key-0.key")
-    _code, out = refused(agents, tmp_path, conf)   # 1 now: reported as a runtime failure
+    code, out = refused(agents, tmp_path, conf)
+    assert code == 2 and "configuration problem" in out, out   # the wrong key file is too
     assert "'key-0'" in out and "cannot decrypt" in out, out
     # a key ring without key-0: refused, naming key-0
     keygen(tmp_path, "keys/key-1.key")

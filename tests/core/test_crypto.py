@@ -423,7 +423,9 @@ def test_keygen_command(tmp_path, capfd):
     assert read_key_file(str(p)) == key
     assert cli_main(["keygen", "--bits", "128", str(tmp_path / "k2.key")]) == 0
     assert len(read_key_file(str(tmp_path / "k2.key"))) == 16
-    assert cli_main(["keygen", str(tmp_path / "no" / "dir.key")]) == 1
+    # a missing directory is made, private to its owner
+    assert cli_main(["keygen", str(tmp_path / "no" / "dir.key")]) == 0
+    assert stat.S_IMODE(os.stat(tmp_path / "no").st_mode) == 0o700
 
 
 def _empty_channel_dirs(tmp_path):
