@@ -31,6 +31,7 @@ from fchannel.file import format as F
 cdef extern from "_crc32.h":
     # zlib's CRC-32, folded with carry-less multiplication where the CPU can
     uint32_t fc_crc32(uint32_t crc, const uint8_t* buf, size_t len) nogil
+    void fc_crc32_init()
 
 cdef extern from "unistd.h" nogil:
     ssize_t c_pread "pread" (int fd, void *buf, size_t count, long offset)
@@ -40,6 +41,8 @@ cdef extern from "unistd.h" nogil:
 cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL
 
+
+fc_crc32_init()   # the tables for short buffers, filled once before any use
 
 # constants taken from the one definition of the format
 cdef uint16_t RECORD_MAGIC = F.RECORD_MAGIC
