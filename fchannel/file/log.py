@@ -127,24 +127,30 @@ def scan_log(data, start: int, file_id: int, version: int, end: int = -1, hint: 
     return codec.scan(data, start, end, file_id, hint)
 
 
-def first_sealed_put(path: str, file_id: int, window: int = 1 << 20) -> tuple[int, bytes] | None:
+def first_sealed_put(path: str, file_id: int) -> tuple[int, bytes] | None:
     """``(offset, sealed payload)`` of the first encrypted put of a version 2
-    log (looked for in its first *window* bytes, then in all of it), or None."""
+    log, or None when its first put is not encrypted (a log is written in one
+    open of the channel, under one setting: all its puts are sealed or none)
+    or it holds no put.  Reads only as far as the first put."""
     try:
         with open(path, "rb") as f:
             mm = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
     except (OSError, ValueError):   # ValueError: an empty file cannot be mapped
         return None
     try:
-        for end in (min(window, len(mm)), len(mm)):
+        window = 1 << 16
+        while True:
+            end = min(window, len(mm))
             recs, _good, _damage = codec.scan(mm, F.LOG_HEADER_SIZE, end, file_id)
             for k in range(0, len(recs), F.REC_FIELDS):
-                if recs[k + F.REC_TYPE] == F.REC_PUT and recs[k + F.REC_AUX] & F.FLAG_SEALED:
+                if recs[k + F.REC_TYPE] == F.REC_PUT:
+                    if not recs[k + F.REC_AUX] & F.FLAG_SEALED:
+                        return None
                     off = recs[k + F.REC_OFFSET]
                     return off, _sealed_payload(mm, off, file_id)
             if end == len(mm):
-                break
-        return None
+                return None
+            window *= 16
     finally:
         mm.close()
 

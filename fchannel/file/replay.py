@@ -230,14 +230,15 @@ def _ordered(streams):
     Files whose id ranges do not overlap are read one after the other."""
     spans = sorted((recs[F.REC_WOID], recs[len(recs) - F.REC_FIELDS + F.REC_WOID], fid, recs) for fid, recs in streams)
     overlap = any(spans[k][1] > spans[k + 1][0] for k in range(len(spans) - 1))
+    step = F.REC_FIELDS
     if not overlap:
         for _first, _last, fid, recs in spans:
-            for i in range(0, len(recs), F.REC_FIELDS):
+            for i in range(0, len(recs), step):
                 yield fid, recs, i
         return
 
     def walk(fid, recs):
-        for i in range(0, len(recs), F.REC_FIELDS):
+        for i in range(0, len(recs), step):
             yield recs[i + F.REC_WOID], fid, i
 
     by_fid = {fid: recs for _f, _l, fid, recs in spans}
@@ -283,11 +284,15 @@ def _apply(streams, maps, versions, queue, ckpt, woid_floor, fast, result, zero_
     unmatched = 0
     max_txn = max([*pending_puts, *ckpt_takes, 0])
     expect = woid_floor + 1 if ckpt is not None else None
+    # the loop runs once per record: constants and methods as locals
+    r_txn, r_woid, r_type, r_off = F.REC_TXN, F.REC_WOID, F.REC_TYPE, F.REC_OFFSET
+    rec_put = F.REC_PUT
+    get_pending = pending_puts.get
     for fid, recs, i in _ordered(streams):
-        txn = recs[i + F.REC_TXN]
+        txn = recs[i + r_txn]
         if txn > max_txn:
             max_txn = txn
-        woid = recs[i + F.REC_WOID]
+        woid = recs[i + r_woid]
         if woid <= woid_floor:
             continue
         if expect is not None:
@@ -297,15 +302,16 @@ def _apply(streams, maps, versions, queue, ckpt, woid_floor, fast, result, zero_
                     "(logs)", 0, 0, "missing",
                     f"records with write-order ids {expect}..{woid - 1} written after the "
                     f"checkpoint are in no log file (a log file deleted or damaged?)"))
-            expect = max(expect, woid + 1)
+            if woid >= expect:
+                expect = woid + 1
         n += 1
-        rtype = recs[i + F.REC_TYPE]
-        if rtype == F.REC_PUT:
-            ptrs = pending_puts.get(txn)
+        rtype = recs[i + r_type]
+        if rtype == rec_put:
+            ptrs = get_pending(txn)
             if ptrs is None:
-                pending_puts[txn] = [(fid << 32) | recs[i + F.REC_OFFSET]]
+                pending_puts[txn] = [(fid << 32) | recs[i + r_off]]
             else:
-                ptrs.append((fid << 32) | recs[i + F.REC_OFFSET])
+                ptrs.append((fid << 32) | recs[i + r_off])
         elif rtype == F.REC_TAKE:
             pending_takes.setdefault(txn, []).append(recs[i + F.REC_AUX])
         elif rtype == F.REC_COMMIT:
