@@ -178,10 +178,7 @@ class FileChannel(ChannelBase):
                     "than the key these events were written with") from None
 
     def _opener(self, sealed: Any, aad: bytes, pointer: int) -> bytes:
-        info = self._log.files.get(pointer >> 32)
-        where = info.path if info is not None else f"log-{pointer >> 32}"
-        return self._sealer.open(sealed, aad, f"channel {self.name!r}: {where} offset "
-                                              f"{pointer & 0xFFFFFFFF}")
+        return self._sealer.open(sealed, aad, _Where(self, pointer))  # type: ignore[arg-type]
 
     def _lock(self, d: str) -> None:
         path = os.path.join(d, F.LOCK_FILE)
@@ -417,6 +414,23 @@ class FileChannel(ChannelBase):
 
     def _rollback(self, tx: FileTransaction) -> None:
         self._committer.rollback(tx)
+
+
+class _Where:
+    """Names an event's place in an error message; formatted only if one is
+    raised (opening an encrypted event must not pay for it every time)."""
+
+    __slots__ = ("_ch", "_pointer")
+
+    def __init__(self, ch: FileChannel, pointer: int) -> None:
+        self._ch = ch
+        self._pointer = pointer
+
+    def __str__(self) -> str:
+        fid = self._pointer >> 32
+        info = self._ch._log.files.get(fid)
+        where = info.path if info is not None else f"log-{fid}"
+        return f"channel {self._ch.name!r}: {where} offset {self._pointer & 0xFFFFFFFF}"
 
 
 class _TxnIds:
