@@ -35,6 +35,7 @@ NAMES = {
     "lmdb": "lmdb queue",
     "memory": "fchannel MemoryChannel",
     "file": "fchannel FileChannel",
+    "file-enc": "fchannel FileChannel, encrypted (AES-GCM)",
     "memory-pure": "fchannel MemoryChannel (pure)",
     "file-pure": "fchannel FileChannel (pure)",
 }
