@@ -110,6 +110,11 @@ class FileChannel(ChannelBase):
         identity.establish(s, self.name)   # decided again under the locks, then written
         gc.finish(s.checkpoint_dir, s.data_dirs, self.name)
         self._log = Log(s.data_dirs, s.max_file_size, s.minimum_required_space, self.name)
+        # the longest record a log file holds: after its header, the block
+        # headers the record spans and the padding before it count too
+        usable = s.max_file_size - F.LOG_HEADER_SIZE
+        self._max_record = usable - F.BLOCK_HEADER_SIZE * (usable // F.BLOCK_SIZE + 1) \
+            - F.RECORD_HEADER_SIZE
         self._store = CheckpointStore(s.checkpoint_dir, s.capacity, s.backup_dir, self.name)
         queue = _queue_mod.EventQueue(s.capacity)
         self._ckpt_damage: list[str] = []
@@ -372,7 +377,7 @@ class FileChannel(ChannelBase):
         tx.attempts += len(events)
         st.reserve(len(events), self._settings.keep_alive)
         try:
-            tx.stage(events, self._settings.max_file_size - F.LOG_HEADER_SIZE)
+            tx.stage(events, self._max_record)
         except BaseException:
             with st.cond:
                 st.release(len(events))

@@ -80,7 +80,9 @@ class FileTransaction(Transaction):
                     if end - self.starts[k] > max_record:
                         raise ChannelError(
                             f"event {k - nstarts} of {end - self.starts[k]} bytes (as a record) "
-                            f"does not fit in max_file_size={max_record + F.LOG_HEADER_SIZE}")
+                            f"does not fit in a log file: with max_file_size="
+                            f"{self._ch._settings.max_file_size} a record holds at most {max_record} "
+                            "bytes; raise max_file_size")
         except BaseException:
             del self.buf[mark:]
             del self.starts[nstarts:]

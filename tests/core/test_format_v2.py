@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fchannel import Event, FileChannel
+from fchannel import ChannelError, Event, FileChannel
 from fchannel.file import format as F
 from fchannel.file.log import list_logs
 from tests.channels import take_all
@@ -233,5 +233,22 @@ def test_a_channel_written_in_log_format_1_opens_with_its_events_and_marks(tmp_p
         assert [(e.body, e.headers) for e in events[:160]] == \
             [_v1_event(i) for i in range(140, 300)]
         assert [e.body for e in events[160:]] == [b"v2-%d" % i for i in range(10)]
+    finally:
+        ch.close()
+
+
+def test_an_event_too_big_for_a_log_with_its_block_headers_is_refused_at_put(tmp_path):
+    # a record of 65,500 bytes fits in a 65,536-byte file's 65,504 bytes after
+    # the header, but not with the block header it spans: refused when put,
+    # not at commit (where the transaction could only be rolled back)
+    ch = FileChannel(tmp_path / "ck", [tmp_path / "d"], capacity=10, transaction_capacity=10,
+                     max_file_size=65536, minimum_required_space=0)
+    try:
+        with ch.transaction() as tx:
+            with pytest.raises(ChannelError, match="max_file_size=65536"):
+                tx.put(Event(b"b" * (65500 - F.RECORD_HEADER_SIZE - 8)))
+            tx.put(Event(b"small"))
+        with ch.transaction() as tx:
+            assert [e.body for e in tx.take_batch(10)] == [b"small"]
     finally:
         ch.close()
