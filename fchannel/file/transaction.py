@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 from fchannel._compat import codec
 from fchannel.errors import ChannelError, TransactionError
 from fchannel.event import Event
-from fchannel.file import format as F
 from fchannel.transaction import Transaction
 
 if TYPE_CHECKING:
