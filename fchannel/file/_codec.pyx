@@ -539,11 +539,12 @@ cdef Py_ssize_t _check_put_body(const uint8_t* p, Py_ssize_t q, Py_ssize_t lengt
     return 0
 
 
-cdef Py_ssize_t _marks_end(const uint8_t* rec, Py_ssize_t length) noexcept nogil:
-    """Where a commit's marks end; -1 if they run past *length*."""
-    cdef Py_ssize_t q = HDR + 12
+cdef Py_ssize_t _marks_end(const uint8_t* rec, Py_ssize_t h, Py_ssize_t length) noexcept nogil:
+    """Where the marks of a commit whose header is *h* bytes end; -1 if they
+    run past *length*."""
+    cdef Py_ssize_t q = h + 12
     cdef uint64_t nm, i, k
-    nm = _r32(rec + HDR + 8)
+    nm = _r32(rec + h + 8)
     for i in range(nm):
         if q + 4 > length:
             return -1
@@ -586,7 +587,7 @@ cdef int _take_pointers(const uint8_t* rec, Py_ssize_t q, Py_ssize_t length, uin
 
 
 cdef int _check_commit(const uint8_t* rec, Py_ssize_t length) noexcept nogil:
-    cdef Py_ssize_t q = _marks_end(rec, length)
+    cdef Py_ssize_t q = _marks_end(rec, HDR, length)
     if q < 0:
         return -1
     if rec[HDR] == COMMIT_PUTS:
@@ -732,9 +733,10 @@ cdef object _open_put(const uint8_t* rec, Py_ssize_t length, object opener, int6
     return _decode_payload(&view[0], 0)
 
 
-cdef dict _decode_marks(const uint8_t* p):
-    cdef Py_ssize_t q = HDR + 12
-    cdef uint32_t nm = _r32(p + HDR + 8), i, ks
+cdef dict _decode_marks(const uint8_t* p, Py_ssize_t h):
+    """The marks of a valid commit record whose header is *h* bytes."""
+    cdef Py_ssize_t q = h + 12
+    cdef uint32_t nm = _r32(p + h + 8), i, ks
     cdef dict marks = {}
     for i in range(nm):
         ks = _r32(p + q)
@@ -749,7 +751,7 @@ cdef list _pointer_list(const uint8_t* rec, Py_ssize_t length):
     if rec[HDR] != COMMIT_TAKES or count == 0:
         return []
     array.resize(a, count)
-    _take_pointers(rec, _marks_end(rec, length), length, count, <int64_t*>a.data.as_longlongs, 1)
+    _take_pointers(rec, _marks_end(rec, HDR, length), length, count, <int64_t*>a.data.as_longlongs, 1)
     return a.tolist()
 
 
@@ -778,7 +780,7 @@ def decode_record(data, int64_t pos, opener=None, uint64_t file_id=0):
         if rtype == REC_PUT:
             value = _open_put(rec, length, opener, F.make_pointer(file_id, pos))
         elif rtype == REC_COMMIT:
-            value = (rec[HDR], _r32(rec + HDR + 4), _decode_marks(rec), _pointer_list(rec, length))
+            value = (rec[HDR], _r32(rec + HDR + 4), _decode_marks(rec, HDR), _pointer_list(rec, length))
         else:
             value = None
         return rtype, txn, woid, _phys_end(pos, length) - pos, value
@@ -916,7 +918,7 @@ cdef int _scan_run(const uint8_t* data, int64_t* ppos, int64_t end, uint64_t fil
         txn = <long long>_r64(rec + TXN_OFFSET)
         woid = <long long>_r64(rec + WOID_OFFSET)
         if rows > 1:
-            _take_pointers(rec, _marks_end(rec, length), length, count, <int64_t*>(o + n + 4), 5)
+            _take_pointers(rec, _marks_end(rec, HDR, length), length, count, <int64_t*>(o + n + 4), 5)
             for i in range(rows - 1):
                 o[n] = REC_TAKE
                 o[n + 1] = txn
@@ -1196,45 +1198,12 @@ def read_events(int fd, pointers_in, opener=None):
 
 
 # ---- version 1 (read only) ----------------------------------------------------------
-cdef Py_ssize_t _check_put_body_v1(const uint8_t* p, Py_ssize_t length) noexcept nogil:
-    """0 when the put payload's inner lengths end exactly at *length*."""
-    cdef Py_ssize_t q = HDR1
-    cdef uint64_t nh, i, k
-    cdef int j
-    if q + 4 > length:
-        return -1
-    nh = _r32(p + q)
-    q += 4
-    for i in range(nh):
-        for j in range(2):
-            if q + 4 > length:
-                return -1
-            k = _r32(p + q)
-            if <uint64_t>(length - q - 4) < k:
-                return -1
-            q += 4 + <Py_ssize_t>k
-    if q + 4 > length:
-        return -1
-    k = _r32(p + q)
-    if <uint64_t>(length - q - 4) != k:
-        return -1
-    return 0
+cdef inline Py_ssize_t _check_put_body_v1(const uint8_t* p, Py_ssize_t length) noexcept nogil:
+    return _check_put_body(p, HDR1, length)
 
 
-cdef Py_ssize_t _check_commit_body_v1(const uint8_t* p, Py_ssize_t length) noexcept nogil:
-    cdef Py_ssize_t q = HDR1 + 12
-    cdef uint64_t nm, i, k
-    if q > length:
-        return -1
-    nm = _r32(p + HDR1 + 8)
-    for i in range(nm):
-        if q + 4 > length:
-            return -1
-        k = _r32(p + q)
-        if <uint64_t>(length - q - 4) < k + 8:
-            return -1
-        q += 12 + <Py_ssize_t>k
-    return 0 if q == length else -1
+cdef inline Py_ssize_t _check_commit_body_v1(const uint8_t* p, Py_ssize_t length) noexcept nogil:
+    return 0 if HDR1 + 12 <= length and _marks_end(p, HDR1, length) == length else -1
 
 
 cdef Py_ssize_t _valid_at_v1(const uint8_t* data, Py_ssize_t pos, Py_ssize_t end) noexcept nogil:
@@ -1271,25 +1240,9 @@ cdef Py_ssize_t _valid_at_v1(const uint8_t* data, Py_ssize_t pos, Py_ssize_t end
     return length
 
 
-cdef Event _decode_put_v1(const uint8_t* p, Py_ssize_t length):
+cdef inline Event _decode_put_v1(const uint8_t* p, Py_ssize_t length):
     # the caller validated the record with _valid_at_v1
-    cdef Py_ssize_t q = HDR1 + 4
-    cdef uint32_t nh = _r32(p + HDR1), i
-    cdef uint32_t ks, vs, bs
-    cdef dict headers = {}
-    cdef str key
-    for i in range(nh):
-        ks = _r32(p + q)
-        key = _utf8(p + q + 4, ks)
-        q += 4 + ks
-        vs = _r32(p + q)
-        headers[key] = _utf8(p + q + 4, vs)
-        q += 4 + vs
-    bs = _r32(p + q)
-    cdef Event e = Event.__new__(Event)
-    e._body = PyBytes_FromStringAndSize(<const char*>p + q + 4, bs)
-    e._headers = headers
-    return e
+    return _decode_payload(p, HDR1)
 
 
 def decode_record_v1(data, Py_ssize_t pos=0):
@@ -1317,21 +1270,10 @@ def decode_record_v1(data, Py_ssize_t pos=0):
     elif rtype == REC_TAKE:
         value = <int64_t>_r64(p + HDR1)
     elif rtype == REC_COMMIT:
-        value = (p[HDR1], _r32(p + HDR1 + 4), _decode_marks_v1(p, length))
+        value = (p[HDR1], _r32(p + HDR1 + 4), _decode_marks(p, HDR1))
     else:
         value = None
     return rtype, txn, woid, length, value
-
-
-cdef dict _decode_marks_v1(const uint8_t* p, Py_ssize_t length):
-    cdef Py_ssize_t q = HDR1 + 12
-    cdef uint32_t nm = _r32(p + HDR1 + 8), i, ks
-    cdef dict marks = {}
-    for i in range(nm):
-        ks = _r32(p + q)
-        marks[_utf8(p + q + 4, ks)] = <int64_t>_r64(p + q + 4 + ks)
-        q += 12 + ks
-    return marks
 
 
 # ---- scanning a whole log (replay, check) ------------------------------------------

@@ -282,19 +282,11 @@ def next_start(p: int) -> int:
 
 def _check_commit_body(rec, length: int) -> int:
     """The number of take pointers named (0 for other kinds), -1 if malformed."""
-    if length < HDR + 12:
+    q = _marks_end(rec, HDR, length)
+    if q < 0:
         return -1
     kind = rec[HDR]
     count = _U32.unpack_from(rec, HDR + 4)[0]
-    nm = _U32.unpack_from(rec, HDR + 8)[0]
-    q = HDR + 12
-    for _ in range(nm):
-        if q + 4 > length:
-            return -1
-        k = _U32.unpack_from(rec, q)[0]
-        if length - q - 4 < k + 8:
-            return -1
-        q += 12 + k
     if kind == F.COMMIT_PUTS:
         return 0 if q == length else -1
     if kind != F.COMMIT_TAKES:
@@ -324,10 +316,19 @@ def _take_pointers(rec, q: int, length: int, count: int) -> list[int] | None:
     return out if q == length else None
 
 
-def _marks_end(rec) -> int:
-    q = HDR + 12
-    for _ in range(_U32.unpack_from(rec, HDR + 8)[0]):
-        q += 12 + _U32.unpack_from(rec, q)[0]
+def _marks_end(rec, h: int, length: int) -> int:
+    """Where the marks of a commit whose header is *h* bytes end; -1 if they
+    run past *length*."""
+    q = h + 12
+    if q > length:
+        return -1
+    for _ in range(_U32.unpack_from(rec, h + 8)[0]):
+        if q + 4 > length:
+            return -1
+        k = _U32.unpack_from(rec, q)[0]
+        if length - q - 4 < k + 8:
+            return -1
+        q += 12 + k
     return q
 
 
@@ -371,8 +372,8 @@ def _record(mv, base: int, pos: int, end: int):
     return length, rec
 
 
-def _check_put_body(rec, length: int) -> bool:
-    q = HDR
+def _check_put_body(rec, length: int, q: int = HDR) -> bool:
+    """The put payload at *q* has inner lengths that end exactly at *length*."""
     if q + 4 > length:
         return False
     nh = _U32.unpack_from(rec, q)[0]
@@ -443,7 +444,7 @@ def decode_record(data, pos: int, opener: Callable | None = None, file_id: int =
         value = _open_put(rec, length, opener, F.make_pointer(file_id, pos))
     elif rtype == F.REC_COMMIT:
         count = _U32.unpack_from(rec, HDR + 4)[0]
-        ptrs = (_take_pointers(rec, _marks_end(rec), length, count)
+        ptrs = (_take_pointers(rec, _marks_end(rec, HDR, length), length, count)
                 if rec[HDR] == F.COMMIT_TAKES else [])
         value = (rec[HDR], count, _decode_marks(rec), ptrs)
     else:
@@ -451,10 +452,10 @@ def decode_record(data, pos: int, opener: Callable | None = None, file_id: int =
     return rtype, txn, woid, phys_end(pos, length) - pos, value
 
 
-def _decode_marks(rec) -> dict[str, int]:
-    q = HDR + 12
+def _decode_marks(rec, h: int = HDR) -> dict[str, int]:
+    q = h + 12
     marks = {}
-    for _ in range(_U32.unpack_from(rec, HDR + 8)[0]):
+    for _ in range(_U32.unpack_from(rec, h + 8)[0]):
         ks = _U32.unpack_from(rec, q)[0]
         marks[_utf8(rec[q + 4:q + 4 + ks])] = _I64.unpack_from(rec, q + 4 + ks)[0]
         q += 12 + ks
@@ -571,7 +572,7 @@ def scan(data, start: int, end: int = -1, file_id: int = 0, hint: int = 0):
             kind = rec[HDR]
             count = _U32.unpack_from(rec, HDR + 4)[0]
             if kind == F.COMMIT_TAKES:
-                for p in _take_pointers(rec, _marks_end(rec), length, count) or ():
+                for p in _take_pointers(rec, _marks_end(rec, HDR, length), length, count) or ():
                     out.extend((F.REC_TAKE, txn, woid, pos, p))
             aux = kind | ((_U32.unpack_from(rec, HDR + 8)[0] != 0) << 8) | (count << 16)
         elif rtype == F.REC_PUT:
@@ -679,37 +680,11 @@ def _record_crc_v1(rec) -> int:
 
 
 def _check_put_body_v1(rec, length: int) -> bool:
-    q = HDR1
-    if q + 4 > length:
-        return False
-    nh = _U32.unpack_from(rec, q)[0]
-    q += 4
-    for _ in range(nh):
-        for _part in range(2):
-            if q + 4 > length:
-                return False
-            k = _U32.unpack_from(rec, q)[0]
-            if length - q - 4 < k:
-                return False
-            q += 4 + k
-    if q + 4 > length:
-        return False
-    return _U32.unpack_from(rec, q)[0] == length - q - 4
+    return _check_put_body(rec, length, HDR1)
 
 
 def _check_commit_body_v1(rec, length: int) -> bool:
-    q = HDR1 + 12
-    if q > length:
-        return False
-    nm = _U32.unpack_from(rec, HDR1 + 8)[0]
-    for _ in range(nm):
-        if q + 4 > length:
-            return False
-        k = _U32.unpack_from(rec, q)[0]
-        if length - q - 4 < k + 8:
-            return False
-        q += 12 + k
-    return q == length
+    return _marks_end(rec, HDR1, length) == length
 
 
 def _valid_at_v1(data, pos: int, end: int) -> int:
@@ -738,30 +713,7 @@ def _valid_at_v1(data, pos: int, end: int) -> int:
 
 
 def _decode_put_v1(rec, length: int):
-    q = HDR1 + 4
-    headers = {}
-    for _ in range(_U32.unpack_from(rec, HDR1)[0]):
-        ks = _U32.unpack_from(rec, q)[0]
-        key = _utf8(rec[q + 4:q + 4 + ks])
-        q += 4 + ks
-        vs = _U32.unpack_from(rec, q)[0]
-        headers[key] = _utf8(rec[q + 4:q + 4 + vs])
-        q += 4 + vs
-    bs = _U32.unpack_from(rec, q)[0]
-    e = _event.Event.__new__(_event.Event)
-    e._body = bytes(rec[q + 4:q + 4 + bs])
-    e._headers = headers
-    return e
-
-
-def _decode_marks_v1(rec) -> dict[str, int]:
-    q = HDR1 + 12
-    marks = {}
-    for _ in range(_U32.unpack_from(rec, HDR1 + 8)[0]):
-        ks = _U32.unpack_from(rec, q)[0]
-        marks[_utf8(rec[q + 4:q + 4 + ks])] = _I64.unpack_from(rec, q + 4 + ks)[0]
-        q += 12 + ks
-    return marks
+    return _decode_payload(rec, HDR1)
 
 
 def decode_record_v1(data, pos: int = 0):
@@ -783,7 +735,7 @@ def decode_record_v1(data, pos: int = 0):
     elif rtype == F.REC_TAKE:
         value = _I64.unpack_from(rec, HDR1)[0]
     elif rtype == F.REC_COMMIT:
-        value = (rec[HDR1], _U32.unpack_from(rec, HDR1 + 4)[0], _decode_marks_v1(rec))
+        value = (rec[HDR1], _U32.unpack_from(rec, HDR1 + 4)[0], _decode_marks(rec, HDR1))
     else:
         value = None
     return rtype, txn, woid, length, value
