@@ -1158,6 +1158,23 @@ def read_events(int fd, pointers_in, opener=None):
     low 32 bits, are used to read); None where a record is damaged or is not
     a put.  Sealed puts are opened with ``opener(sealed, aad, pointer)``.
     Records close together are fetched with one pread."""
+    return _read_events(fd, pointers_in, opener, 2)
+
+
+cdef inline object _at(int version, const uint8_t* data, int64_t base, int64_t pos, int64_t end,
+                       object opener, int64_t pointer):
+    if version == 1:
+        return _event_at_v1(data, base, pos, end)
+    return _event_at(data, base, pos, end, opener, pointer)
+
+
+cdef inline object _one(int version, int fd, int64_t pointer, object opener):
+    if version == 1:
+        return _read_one_v1(fd, pointer & 0xFFFFFFFF)
+    return _read_one(fd, pointer, opener)
+
+
+cdef list _read_events(int fd, pointers_in, object opener, int version):
     cdef list pointers = pointers_in if type(pointers_in) is list else list(pointers_in)
     cdef Py_ssize_t n = len(pointers), i
     cdef list out = [None] * n
@@ -1181,7 +1198,7 @@ def read_events(int fd, pointers_in, opener=None):
                 hi = off
         if hi - lo > SPAN_LIMIT:
             for i in range(n):
-                out[i] = _read_one(fd, ptrs[i], opener)
+                out[i] = _one(version, fd, ptrs[i], opener)
             return out
         span = hi - lo + READ_AHEAD
         buf = <uint8_t*>malloc(span)
@@ -1189,8 +1206,8 @@ def read_events(int fd, pointers_in, opener=None):
             raise MemoryError()
         got = _pread_full(fd, buf, span, lo)
         for i in range(n):
-            r = _event_at(buf, lo, ptrs[i] & 0xFFFFFFFF, lo + got, opener, ptrs[i])
-            out[i] = _read_one(fd, ptrs[i], opener) if r is _INCOMPLETE else r
+            r = _at(version, buf, lo, ptrs[i] & 0xFFFFFFFF, lo + got, opener, ptrs[i])
+            out[i] = _one(version, fd, ptrs[i], opener) if r is _INCOMPLETE else r
         return out
     finally:
         free(buf)
@@ -1378,49 +1395,19 @@ cdef object _read_one_v1(int fd, int64_t offset):
         free(big)
 
 
+cdef object _event_at_v1(const uint8_t* data, int64_t base, int64_t pos, int64_t end):
+    """The Event at *pos* of a version 1 log; None if damaged or not a put;
+    _INCOMPLETE if it runs past *end*."""
+    cdef Py_ssize_t rel = pos - base
+    cdef Py_ssize_t length = _valid_at_v1(data, rel, end - base)
+    if length > 0:
+        return _decode_put_v1(data + rel, length) if data[rel + 2] == REC_PUT else None
+    return _INCOMPLETE if length == -2 else None
+
+
 def read_events_v1(int fd, pointers_in):
     """Read the put records at *pointers* (only their low 32 bits, the
-    offset, are used) of the open log *fd*; one Event per pointer, or None
-    where the record is damaged or is not a put.  Records close together are
-    fetched with one pread."""
-    cdef list pointers = pointers_in if type(pointers_in) is list else list(pointers_in)
-    cdef Py_ssize_t n = len(pointers), i
-    cdef list out = [None] * n
-    if n == 0:
-        return out
-    cdef int64_t* offs = <int64_t*>malloc(n * sizeof(int64_t))
-    if offs == NULL:
-        raise MemoryError()
-    cdef int64_t lo, hi, off
-    cdef Py_ssize_t span, got, rel, length
-    cdef uint8_t* buf = NULL
-    try:
-        for i in range(n):
-            offs[i] = (<int64_t>pointers[i]) & 0xFFFFFFFF
-        lo = hi = offs[0]
-        for i in range(1, n):
-            if offs[i] < lo:
-                lo = offs[i]
-            elif offs[i] > hi:
-                hi = offs[i]
-        if hi - lo > SPAN_LIMIT:
-            for i in range(n):
-                out[i] = _read_one_v1(fd, offs[i])
-            return out
-        span = hi - lo + READ_AHEAD
-        buf = <uint8_t*>malloc(span)
-        if buf == NULL:
-            raise MemoryError()
-        got = _pread_full(fd, buf, span, lo)
-        for i in range(n):
-            off = offs[i]
-            rel = off - lo
-            length = _valid_at_v1(buf, rel, got)
-            if length > 0:
-                out[i] = _decode_put_v1(buf + rel, length) if buf[rel + 2] == REC_PUT else None
-            elif length == -2:
-                out[i] = _read_one_v1(fd, off)
-        return out
-    finally:
-        free(buf)
-        free(offs)
+    offset, are used) of the open version 1 log *fd*; one Event per pointer,
+    or None where the record is damaged or is not a put.  Records close
+    together are fetched with one pread."""
+    return _read_events(fd, pointers_in, None, 1)

@@ -627,6 +627,12 @@ def read_events(fd: int, pointers, opener: Callable | None = None) -> list:
     low 32 bits, are used to read); None where a record is damaged or is not
     a put.  Sealed puts are opened with ``opener(sealed, aad, pointer)``.
     Records close together are fetched with one pread."""
+    return _read_events(fd, pointers, _event_at, _read_one, opener)
+
+
+def _read_events(fd: int, pointers, event_at, read_one, opener) -> list:
+    """read_events of either version: *event_at* decodes one from a span
+    read at once, *read_one* reads one by itself."""
     ptrs = list(pointers)
     out: list = [None] * len(ptrs)
     if not ptrs:
@@ -637,11 +643,11 @@ def read_events(fd: int, pointers, opener: Callable | None = None) -> list:
         buf = _pread_full(fd, hi - lo + F.READ_AHEAD, lo)
         mv = memoryview(buf)
         for i, off in enumerate(offs):
-            got = _event_at(mv, lo, off, lo + len(buf), opener, ptrs[i])
-            out[i] = _read_one(fd, ptrs[i], opener) if got == -2 else got
+            got = event_at(mv, lo, off, lo + len(buf), opener, ptrs[i])
+            out[i] = read_one(fd, ptrs[i], opener) if got == -2 else got
     else:
         for i, p in enumerate(ptrs):
-            out[i] = _read_one(fd, p, opener)
+            out[i] = read_one(fd, p, opener)
     return out
 
 
@@ -802,23 +808,17 @@ def _read_one_v1(fd: int, offset: int):
     return None
 
 
+def _event_at_v1(mv, base: int, pos: int, end: int, _opener, _pointer):
+    """The Event at *pos* of a version 1 log; None if damaged or not a put;
+    -2 if it runs past *end*."""
+    rel = pos - base
+    length = _valid_at_v1(mv, rel, end - base)
+    if length > 0:
+        return _decode_put_v1(mv[rel:rel + length], length) if mv[rel + 2] == F.REC_PUT else None
+    return -2 if length == -2 else None
+
+
 def read_events_v1(fd: int, pointers) -> list:
-    offs = [p & 0xFFFFFFFF for p in pointers]
-    out: list = [None] * len(offs)
-    if not offs:
-        return out
-    lo, hi = min(offs), max(offs)
-    if hi - lo <= F.SPAN_LIMIT:
-        buf = _pread_full(fd, hi - lo + F.READ_AHEAD, lo)
-        mv = memoryview(buf)
-        for i, off in enumerate(offs):
-            rel = off - lo
-            length = _valid_at_v1(mv, rel, len(buf))
-            if length > 0:
-                out[i] = _decode_put_v1(mv[rel:rel + length], length) if buf[rel + 2] == F.REC_PUT else None
-            elif length == -2:
-                out[i] = _read_one_v1(fd, off)
-    else:
-        for i, off in enumerate(offs):
-            out[i] = _read_one_v1(fd, off)
-    return out
+    """read_events of a version 1 log."""
+    return _read_events(fd, pointers, _event_at_v1,
+                        lambda fd, p, _opener: _read_one_v1(fd, p & 0xFFFFFFFF), None)
