@@ -565,9 +565,10 @@ def scan(data, start: int, end: int = -1, file_id: int = 0, hint: int = 0):
         _m, _t, flags, _l, _p, txn, woid, _bc, _hc = _HEAD.unpack_from(rec, 0)
         txn, woid = _as_i64(txn), _as_i64(woid)
         pe = phys_end(pos, length)
-        for s, _n in list(_segments(pos, length))[1:]:   # block headers inside the record
-            if _block_cont(mv, 0, s - BH, file_id) < 0:
-                hurt(s - BH, s)
+        if length > B - pos % B:   # it spans blocks: the block headers inside it
+            for s, _n in list(_segments(pos, length))[1:]:
+                if _block_cont(mv, 0, s - BH, file_id) < 0:
+                    hurt(s - BH, s)
         if rtype == F.REC_COMMIT:
             kind = rec[HDR]
             count = _U32.unpack_from(rec, HDR + 4)[0]

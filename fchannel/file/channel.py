@@ -110,6 +110,8 @@ class FileChannel(ChannelBase):
         identity.establish(s, self.name)   # decided again under the locks, then written
         gc.finish(s.checkpoint_dir, s.data_dirs, self.name)
         self._log = Log(s.data_dirs, s.max_file_size, s.minimum_required_space, self.name)
+        if self._sealer is not None:
+            self._log.opener = self._opener
         # the longest record a log file holds: after its header, the block
         # headers the record spans and the padding before it count too
         usable = s.max_file_size - F.LOG_HEADER_SIZE
@@ -159,8 +161,6 @@ class FileChannel(ChannelBase):
         dropped event at take time (a log is written under one key: each
         open of the channel starts new logs)."""
         from fchannel.file.crypto import key_alias
-        if self._sealer is not None:
-            self._log.opener = self._opener
         for fid in sorted(refs):
             info = self._log.files.get(fid)
             if info is None or info.version < 2:

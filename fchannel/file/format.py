@@ -66,7 +66,6 @@ RECORD_HEADER_SIZE_V1 = RECORD_HEADER_V1.size  # 28
 #: the crc covers bytes [0:CRC_OFFSET_V1] and [CRC_END_V1:length]
 CRC_OFFSET_V1 = 8
 CRC_END_V1 = 12
-WOID_OFFSET_V1 = 20
 
 # ---- scan results ----------------------------------------------------------------
 #: ``scan`` returns its records flattened into one int64 array, REC_FIELDS per
