@@ -57,7 +57,7 @@ def test_round_trip_and_layout():
         # u8 alias_len | alias | 12-byte nonce | ciphertext + 16-byte tag
         assert sealed[0] == 2 and sealed[1:3] == b"k1"
         assert len(sealed) == len(plain) + crypto.overhead("k1") == len(plain) + 31
-        if plain:
+        if len(plain) >= 16:   # a shorter plaintext can turn up in random bytes by chance
             assert plain not in sealed
         assert s.open(sealed, AAD, "log-1 at 10") == plain
         assert s.open(memoryview(sealed), AAD, "log-1 at 10") == plain
